@@ -1,0 +1,1 @@
+"""Jobs: definitions, sources and runners wired into Beam pipelines (``python -m pipelines``)."""

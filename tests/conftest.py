@@ -1,0 +1,46 @@
+"""Shared fixtures: a fresh registry per test, and the real databases of this machine.
+
+Database tests read ``SINKS_TEST_POSTGRES_URL`` / ``SINKS_TEST_MYSQL_URL``. When the
+server is unreachable they skip with one line, or fail when ``CI=true``.
+"""
+import os
+
+import pytest
+import sqlalchemy
+
+from sinks.registry import Registry
+
+POSTGRES_URL = os.environ.get("SINKS_TEST_POSTGRES_URL", "postgresql+psycopg2://root@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("SINKS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture(autouse=True)
+def registry():
+    """Definitions made inside a test go to a registry of their own."""
+    with Registry().activate() as fresh:
+        yield fresh
+
+
+def _reachable(url: str) -> str:
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+    except Exception as error:  # any failure to connect means "no server here"
+        reason = f"{url.split('://')[0]} server unreachable ({type(error).__name__})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return _reachable(POSTGRES_URL)
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    return _reachable(MYSQL_URL)

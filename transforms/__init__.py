@@ -1,0 +1,1 @@
+"""Beam building blocks that sinks compile into: pacing, calling user functions, SQL writes."""
