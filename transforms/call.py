@@ -1,0 +1,205 @@
+"""``CallSink``: a sink's updates → shard → pace (``Buffer``) → calls of the user's function.
+
+Input: ``(root_key, update)`` pairs. An update of a per-row sink maps parameter
+names to values (the function is called as ``fn(**update)``); an update of a
+batch sink maps column names (``user.account.title``) to values, and each
+flush calls the function once with those updates as a ``DataFrame``.
+
+Outputs: the main output holds ``(key, result)`` for every non-``None`` value
+the function returns (a returned list is spread out), which is what an
+integration sink writes; the key is the root key for a per-row sink and the
+shard for a batch sink; the ``dead_letters`` output holds one record per
+update that failed after every retry.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import time
+import traceback
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from sinks.dataframe import DataFrame
+from sinks.sink import Sink, SinkSpec
+from transforms.buffer import Buffer, Clock
+
+DEAD_LETTERS = "dead_letters"
+RESULTS = "results"
+
+# A batch sink with no pacing options flushes at 1000 updates or 1 s after the first.
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_BATCH_DELAY = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and how patiently, a failing call is tried again before it is dead-lettered.
+
+    ``attempts`` counts every call (1 = no retry); the n-th retry waits
+    ``base_delay * 2**(n-1)`` seconds, give or take 20% jitter.
+    """
+
+    attempts: int = 3
+    base_delay: float = 0.2
+
+    def delay(self, retry: int) -> float:
+        return self.base_delay * (2 ** (retry - 1)) * random.uniform(0.8, 1.2)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    buffer_size: Optional[int]
+    debounce: Optional[timedelta]
+    max_delay: Optional[timedelta]
+
+
+def pacing_of(spec: SinkSpec) -> Optional[Pacing]:
+    """The buffer a sink's updates go through, or None when each update is called at once."""
+    if spec.buffer_size is None and spec.debounce is None and spec.max_delay is None:
+        return Pacing(DEFAULT_BATCH_SIZE, None, DEFAULT_BATCH_DELAY) if spec.is_batch else None
+    return Pacing(spec.buffer_size, spec.debounce, spec.max_delay)
+
+
+def shard_of(key: Any, num_shards: int) -> int:
+    """A stable shard for an entity key: the same in every process and every run."""
+    if num_shards == 1:
+        return 0
+    return zlib.crc32(repr(key).encode("utf-8")) % num_shards
+
+
+def to_json(value: Any) -> str:
+    """JSON for dead-letter records: dates as ISO-8601, DataFrames as rows, bytes as base64."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, DataFrame):
+        return value.to_pylist()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (Decimal, timedelta)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def dead_letter(stage: str, sink: str, error: BaseException, update: Any) -> Dict[str, Any]:
+    """One dead-letter record: where it failed, why, and the input that failed."""
+    return {
+        "stage": stage,
+        "sink": sink,
+        "error_type": type(error).__name__,
+        "error": str(error),
+        "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        "input": to_json(update),
+    }
+
+
+class _CallFn(beam.DoFn):
+    """Calls a sink's function for ``(key, update)`` or, when ``buffered``, ``(shard, [(key, update)])``."""
+
+    def __init__(self, sink: Sink, buffered: bool, retry: RetryPolicy) -> None:
+        self.sink = sink
+        self.buffered = buffered
+        self.retry = retry
+        namespace = f"sinks.{sink.spec.name}"
+        self.calls = Metrics.counter(namespace, "calls")
+        self.rows = Metrics.counter(namespace, "rows")
+        self.batches = Metrics.counter(namespace, "batches")
+        self.retries = Metrics.counter(namespace, "retries")
+        self.dead_letters = Metrics.counter(namespace, "dead_letters")
+        self.batch_sizes = Metrics.distribution(namespace, "batch_size")
+
+    def setup(self) -> None:
+        self._loop = asyncio.new_event_loop() if self.sink.spec.is_async else None
+
+    def teardown(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+
+    def process(self, element: Tuple[Any, Any]) -> Iterable[Any]:
+        if self.buffered:
+            shard, pairs = element
+            self.batches.inc()
+            self.batch_sizes.update(len(pairs))
+        else:
+            pairs = [element]
+        if self.sink.spec.is_batch:
+            updates = [update for _, update in pairs]
+            frame = DataFrame(updates, columns=[i.ref for i in self.sink.spec.inputs])
+            yield from self._call(shard, updates, lambda: self.sink.fn(frame))
+        else:
+            for key, update in pairs:
+                yield from self._call(key, [update], lambda: self.sink.fn(**update))
+
+    def _call(self, key: Any, updates: List[Dict[str, Any]], call: Callable[[], Any]) -> Iterable[Any]:
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                result = call()
+                if self._loop is not None:
+                    result = self._loop.run_until_complete(result)
+            except Exception as error:  # the user's code may raise anything
+                if attempt < self.retry.attempts:
+                    self.retries.inc()
+                    time.sleep(self.retry.delay(attempt))
+                    continue
+                for update in updates:
+                    self.dead_letters.inc()
+                    yield TaggedOutput(DEAD_LETTERS, dead_letter("call", self.sink.spec.name, error, update))
+                return
+            self.calls.inc()
+            self.rows.inc(len(updates))
+            for value in result if isinstance(result, list) else [result]:
+                if value is not None:
+                    yield key, value
+            return
+
+
+class CallSink(beam.PTransform):
+    """Deliver a sink's updates to its function: shard, pace, call, retry, dead-letter.
+
+    Args:
+      sink: a function decorated with ``@sink``.
+      num_shards: buffers per sink; an entity's updates always go to the shard
+        ``crc32(repr(key)) % num_shards``, so they stay in order.
+      retry: how failing calls are retried before their updates are dead-lettered.
+      clock: the buffer's processing-time clock (see :class:`transforms.buffer.Buffer`).
+
+    Returns a ``DoOutputsTuple`` with ``results`` (``(key, returned value)``)
+    and ``dead_letters`` (dicts; see :func:`dead_letter`).
+    """
+
+    def __init__(self, sink: Sink, num_shards: int = 1, retry: RetryPolicy = RetryPolicy(),
+                 clock: Optional[Clock] = None) -> None:
+        super().__init__(f"CallSink({sink.spec.name})")
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be positive, not {num_shards}")
+        self.sink = sink
+        self.num_shards = num_shards
+        self.retry = retry
+        self.clock = clock
+
+    def expand(self, updates: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        pacing = pacing_of(self.sink.spec)
+        if pacing is not None:
+            num_shards = self.num_shards
+            updates = (
+                updates
+                | "Shard" >> beam.Map(lambda kv: (shard_of(kv[0], num_shards), kv)).with_output_types(
+                    Tuple[int, Any])
+                | "Pace" >> Buffer(pacing.buffer_size, pacing.debounce, pacing.max_delay, self.clock))
+        return updates | "Call" >> beam.ParDo(
+            _CallFn(self.sink, pacing is not None, self.retry)).with_outputs(DEAD_LETTERS, main=RESULTS)
