@@ -8,46 +8,90 @@ batch in arrival order, at the earliest of:
 3. ``max_delay`` M: M has passed since the first update entered the non-empty buffer;
 4. the end of a bounded input, or a drain: everything left is flushed.
 
-Rules 2 and 3 share one processing-time timer. It is armed when the buffer
-becomes non-empty and is not reset per update (that halves throughput, see
-``shared/notes/beam-facts.md``): when it fires before the current due time it
-re-arms itself for that time. Rule 4 is an event-time timer at the end of the
-window, because the DirectRunner drops pending processing-time timers at the
-end of a bounded input.
+Rules 2 and 3 share one processing-time timer (``_BufferFn.DUE``). It is
+armed when the buffer becomes non-empty and is not reset per update (that
+halves throughput, see ``shared/notes/beam-facts.md``): when it fires before
+the current due time it re-arms itself for that time. Rule 4 is an event-time
+timer at the end of the window (``_BufferFn.END``), because the DirectRunner
+drops pending processing-time timers at the end of a bounded input.
+
+Before the stateful step, values are grouped per key within a bundle
+(``_GroupWithinBundle``, like ``BatchElements``), so state and timers are
+paid per group rather than per value; an update "enters the buffer" when its
+group reaches the stateful step, which on a streaming runner is the end of a
+bundle of milliseconds.
 """
 from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam import coders
-from apache_beam.transforms.combiners import CountCombineFn
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
-    BagStateSpec, CombiningValueStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer,
+    BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer,
 )
-
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 Clock = Callable[[], float]
+
+# Values of one key grouped before the stateful step, at most (bounds memory per bundle).
+MAX_GROUP = 1000
 
 
 def _seconds(value: Optional[timedelta]) -> Optional[float]:
     return None if value is None else value.total_seconds()
 
 
-class _BufferFn(beam.DoFn):
-    """The stateful DoFn behind :class:`Buffer`."""
+class _GroupWithinBundle(beam.DoFn):
+    """Groups a bundle's values per key and window, so state and timers are paid per group.
 
-    BUFFER = BagStateSpec("buffer", coders.TupleCoder([coders.VarIntCoder(), coders.FastPrimitivesCoder()]))
-    COUNT = CombiningValueStateSpec("count", coders.VarIntCoder(), CountCombineFn())
-    FIRST_AT = ReadModifyWriteStateSpec("first_at", coders.FloatCoder())
-    LAST_AT = ReadModifyWriteStateSpec("last_at", coders.FloatCoder())
-    KEY = ReadModifyWriteStateSpec("key", coders.FastPrimitivesCoder())
-    LATEST = ReadModifyWriteStateSpec("latest", coders.VarIntCoder())
+    A group is emitted when it reaches ``max_group`` values or the bundle ends,
+    stamped with its newest value's timestamp; values keep their order.
+    """
+
+    def __init__(self, max_group: int) -> None:
+        self.max_group = max_group
+
+    def start_bundle(self) -> None:
+        self._groups: Dict[Tuple[Any, Any], List[Any]] = {}
+
+    def process(self, element: Tuple[Any, Any], timestamp=beam.DoFn.TimestampParam,
+                window=beam.DoFn.WindowParam) -> Iterable[WindowedValue]:
+        key, value = element
+        group = self._groups.get((key, window))
+        if group is None:
+            group = self._groups[(key, window)] = [[], timestamp]
+        group[0].append(value)
+        if timestamp > group[1]:
+            group[1] = timestamp
+        if len(group[0]) >= self.max_group:
+            del self._groups[(key, window)]
+            yield WindowedValue((key, group[0]), group[1], [window])
+
+    def finish_bundle(self) -> Iterable[WindowedValue]:
+        for (key, window), (values, timestamp) in self._groups.items():
+            yield WindowedValue((key, values), timestamp, [window])
+        self._groups = {}
+
+
+class _BufferFn(beam.DoFn):
+    """The stateful DoFn behind :class:`Buffer`, fed ``(key, [values])`` groups.
+
+    A group costs one bag append and one count update: its arrival time and
+    event time travel in the bag entry, and the timers read them back only when
+    they fire.
+    """
+
+    # (arrival sequence, arrival time in seconds, event timestamp in micros, values)
+    BUFFER = BagStateSpec("buffer", coders.TupleCoder([
+        coders.VarIntCoder(), coders.FloatCoder(), coders.VarIntCoder(),
+        coders.IterableCoder(coders.FastPrimitivesCoder())]))
+    COUNT = ReadModifyWriteStateSpec("count", coders.VarIntCoder())
     DUE = TimerSpec("due", TimeDomain.REAL_TIME)
     END = TimerSpec("end", TimeDomain.WATERMARK)
 
@@ -56,66 +100,58 @@ class _BufferFn(beam.DoFn):
         self.buffer_size = buffer_size
         self.debounce = debounce
         self.max_delay = max_delay
+        self.timed = debounce is not None or max_delay is not None
         self.clock = clock
 
-    def process(self, element: Tuple[Any, Any],
+    def process(self, element: Tuple[Any, List[Any]],
+                timestamp=beam.DoFn.TimestampParam,
                 window=beam.DoFn.WindowParam,
                 buffer=beam.DoFn.StateParam(BUFFER),
                 count=beam.DoFn.StateParam(COUNT),
-                first_at=beam.DoFn.StateParam(FIRST_AT),
-                last_at=beam.DoFn.StateParam(LAST_AT),
-                key_state=beam.DoFn.StateParam(KEY),
-                latest=beam.DoFn.StateParam(LATEST),
                 due=beam.DoFn.TimerParam(DUE),
-                end=beam.DoFn.TimerParam(END),
-                timestamp=beam.DoFn.TimestampParam) -> Iterable[Tuple[Any, List[Any]]]:
-        key, value = element
-        newest = latest.read()
-        if newest is None or timestamp.micros > newest:
-            latest.write(timestamp.micros)
-        seen = count.read()
-        buffer.add((seen, value))
-        count.add(1)
-        if self.buffer_size is not None and seen + 1 >= self.buffer_size:
-            yield from self._flush(key, buffer, count, latest, due)
-            return
-        if self.debounce is not None or self.max_delay is not None:
-            now = self.clock()
-            last_at.write(now)
-            if seen == 0:
-                first_at.write(now)
-                due.set(self._due(now, now))
-        if seen == 0:
-            key_state.write(key)
-            end.set(window.end)
+                end=beam.DoFn.TimerParam(END)) -> Iterable[TimestampedValue]:
+        key, values = element
+        held = count.read() or 0
+        now = self.clock() if self.timed else 0.0
+        buffer.add((held, now, timestamp.micros, values))
+        count.write(held + len(values))
+        if self.buffer_size is not None and held + len(values) >= self.buffer_size:
+            yield from self._flush_full(key, now, buffer, count, due, end, window)
+        elif held == 0:
+            self._arm(now, due, end, window)
 
     @on_timer(DUE)
     def on_due(self,
+               key=beam.DoFn.KeyParam,
                buffer=beam.DoFn.StateParam(BUFFER),
                count=beam.DoFn.StateParam(COUNT),
-               first_at=beam.DoFn.StateParam(FIRST_AT),
-               last_at=beam.DoFn.StateParam(LAST_AT),
-               key_state=beam.DoFn.StateParam(KEY),
-               latest=beam.DoFn.StateParam(LATEST),
-               due=beam.DoFn.TimerParam(DUE)) -> Iterable[Tuple[Any, List[Any]]]:
-        if not count.read():
+               due=beam.DoFn.TimerParam(DUE)) -> Iterable[TimestampedValue]:
+        entries = _in_order(buffer)
+        if not entries:
             return
-        deadline = self._due(first_at.read(), last_at.read())
+        deadline = self._due(entries[0][1], entries[-1][1])
         if self.clock() < deadline:
-            # Updates arrived since the timer was armed: wait for the quiet period to end.
+            # Updates arrived since the timer was armed: wait until the new due time.
             due.set(deadline)
             return
-        yield from self._flush(key_state.read(), buffer, count, latest, due)
+        self._clear(buffer, count, due)
+        yield _batch(key, entries)
 
     @on_timer(END)
     def on_end(self,
+               key=beam.DoFn.KeyParam,
                buffer=beam.DoFn.StateParam(BUFFER),
                count=beam.DoFn.StateParam(COUNT),
-               key_state=beam.DoFn.StateParam(KEY),
-               latest=beam.DoFn.StateParam(LATEST),
-               due=beam.DoFn.TimerParam(DUE)) -> Iterable[Tuple[Any, List[Any]]]:
-        if count.read():
-            yield from self._flush(key_state.read(), buffer, count, latest, due)
+               due=beam.DoFn.TimerParam(DUE)) -> Iterable[TimestampedValue]:
+        entries = _in_order(buffer)
+        if entries:
+            self._clear(buffer, count, due)
+            yield _batch(key, entries)
+
+    def _arm(self, now: float, due: Any, end: Any, window: Any) -> None:
+        end.set(window.end)
+        if self.timed:
+            due.set(self._due(now, now))
 
     def _due(self, first: float, last: float) -> float:
         candidates = []
@@ -125,16 +161,39 @@ class _BufferFn(beam.DoFn):
             candidates.append(first + self.max_delay)
         return min(candidates)
 
-    def _flush(self, key: Any, buffer: Any, count: Any, latest: Any,
-               due: Any) -> Iterable[TimestampedValue]:
-        values = [value for _, value in sorted(buffer.read(), key=lambda item: item[0])]
-        # A batch is stamped with its newest update's event time, not with the time a timer fired.
-        stamp = Timestamp(micros=latest.read())
+    def _clear(self, buffer: Any, count: Any, due: Any) -> None:
         buffer.clear()
         count.clear()
-        latest.clear()
-        due.clear()
-        yield TimestampedValue((key, values), stamp)
+        if self.timed:
+            due.clear()
+
+    def _flush_full(self, key: Any, now: float, buffer: Any, count: Any, due: Any, end: Any,
+                    window: Any) -> Iterable[TimestampedValue]:
+        """Emit every full batch of exactly ``buffer_size``; keep the rest as a new buffer."""
+        entries = _in_order(buffer)
+        values = [v for entry in entries for v in entry[3]]
+        stamp = max(entry[2] for entry in entries)
+        self._clear(buffer, count, due)
+        size = self.buffer_size
+        full = len(values) - len(values) % size
+        for start in range(0, full, size):
+            yield TimestampedValue((key, values[start:start + size]), Timestamp(micros=stamp))
+        rest = values[full:]
+        if rest:
+            # The rest came with the newest group, so it starts a new buffer now.
+            buffer.add((0, now, stamp, rest))
+            count.write(len(rest))
+            self._arm(now, due, end, window)
+
+
+def _in_order(buffer: Any) -> List[Tuple[int, float, int, List[Any]]]:
+    return sorted(buffer.read(), key=lambda entry: entry[0])
+
+
+def _batch(key: Any, entries: List[Tuple[int, float, int, List[Any]]]) -> TimestampedValue:
+    # A batch carries its newest update's event time, not the time a timer fired.
+    stamp = Timestamp(micros=max(entry[2] for entry in entries))
+    return TimestampedValue((key, [v for entry in entries for v in entry[3]]), stamp)
 
 
 class Buffer(beam.PTransform):
@@ -159,6 +218,9 @@ class Buffer(beam.PTransform):
         if buffer_size is not None and buffer_size < 1:
             raise ValueError(f"buffer_size must be positive, not {buffer_size}")
         self._fn = _BufferFn(buffer_size, _seconds(debounce), _seconds(max_delay), clock or time.time)
+        self._max_group = min(buffer_size or MAX_GROUP, MAX_GROUP)
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        return pcoll | "Buffer" >> beam.ParDo(self._fn)
+        return (pcoll
+                | "GroupWithinBundle" >> beam.ParDo(_GroupWithinBundle(self._max_group))
+                | "Buffer" >> beam.ParDo(self._fn))
