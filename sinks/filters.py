@@ -88,7 +88,12 @@ class IsIn(Filter):
         return f"{self.ref!r}.is_in({list(self.values)!r})"
 
 
-class And(Filter):
+class _Junction(Filter):
+    """Two filters joined by ``&`` or ``|``."""
+
+    symbol = ""
+    combine: Callable[[Any, Any], Any]
+
     def __init__(self, left: Filter, right: Filter) -> None:
         self.left, self.right = left, right
 
@@ -97,25 +102,18 @@ class And(Filter):
         yield from self.right.refs()
 
     def expression(self, column_of: ColumnOf, now: datetime) -> pc.Expression:
-        return self.left.expression(column_of, now) & self.right.expression(column_of, now)
+        return type(self).combine(self.left.expression(column_of, now), self.right.expression(column_of, now))
 
     def __repr__(self) -> str:
-        return f"({self.left!r}) & ({self.right!r})"
+        return f"({self.left!r}) {self.symbol} ({self.right!r})"
 
 
-class Or(Filter):
-    def __init__(self, left: Filter, right: Filter) -> None:
-        self.left, self.right = left, right
+class And(_Junction):
+    symbol, combine = "&", operator.and_
 
-    def refs(self) -> Iterable["Ref"]:
-        yield from self.left.refs()
-        yield from self.right.refs()
 
-    def expression(self, column_of: ColumnOf, now: datetime) -> pc.Expression:
-        return self.left.expression(column_of, now) | self.right.expression(column_of, now)
-
-    def __repr__(self) -> str:
-        return f"({self.left!r}) | ({self.right!r})"
+class Or(_Junction):
+    symbol, combine = "|", operator.or_
 
 
 class Not(Filter):

@@ -4,10 +4,12 @@ Database tests read ``SINKS_TEST_POSTGRES_URL`` / ``SINKS_TEST_MYSQL_URL``. When
 server is unreachable they skip with one line, or fail when ``CI=true``.
 """
 import os
+from typing import Optional
 
 import pytest
 import sqlalchemy
 
+from sinks import DataFrame, FeatureTime, Primary, features
 from sinks.registry import Registry
 
 POSTGRES_URL = os.environ.get("SINKS_TEST_POSTGRES_URL", "postgresql+psycopg2://root@127.0.0.1:5432/test")
@@ -44,3 +46,32 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
     return _reachable(MYSQL_URL)
+
+
+@pytest.fixture
+def bank(registry):
+    """User, Account and Transfer of the bank example, declared afresh in the test's registry."""
+    @features
+    class User:
+        uuid: Primary[str]
+        full_name: str
+        email: Optional[str]
+        ts: FeatureTime
+        account: "Account"
+        transfers: "DataFrame[Transfer]"
+
+    @features
+    class Account:
+        id: str
+        user_id: User.uuid
+        title: str
+
+    @features
+    class Transfer:
+        id: str
+        user_id: User.uuid
+        status: str
+        amount: float
+        created_at: FeatureTime
+
+    return User, Account, Transfer

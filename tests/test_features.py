@@ -113,34 +113,8 @@ def test_optional_features_may_be_null():
     assert not User.name.optional
 
 
-def _bank():
-    @features
-    class User:
-        uuid: Primary[str]
-        full_name: str
-        ts: FeatureTime
-        account: "Account"
-        transfers: "DataFrame[Transfer]"
-
-    @features
-    class Account:
-        id: str
-        user_id: User.uuid
-        title: str
-
-    @features
-    class Transfer:
-        id: str
-        user_id: User.uuid
-        status: str
-        amount: float
-        created_at: FeatureTime
-
-    return User, Account, Transfer
-
-
-def test_implicit_joins_from_foreign_keys():
-    User, Account, Transfer = _bank()
+def test_implicit_joins_from_foreign_keys(bank):
+    User, Account, Transfer = bank
     assert User.account.kind == "has_one" and User.account.related is Account
     assert User.transfers.kind == "has_many" and User.transfers.related is Transfer
     assert User.account.join.pairs == ((User.uuid, Account.user_id),)
@@ -236,8 +210,8 @@ def test_missing_join_is_an_error():
         User.account.join
 
 
-def test_classes_may_refer_forward_and_back():
-    User, Account, Transfer = _bank()
+def test_classes_may_refer_forward_and_back(bank):
+    User, Account, Transfer = bank
     assert User.account.title.fqn == "user.account.title"
 
 
@@ -266,8 +240,8 @@ def test_references_of_any_depth():
     assert ref.leaf is Bank.name
 
 
-def test_bad_attribute_names_class_and_attribute():
-    User, Account, Transfer = _bank()
+def test_bad_attribute_names_class_and_attribute(bank):
+    User, Account, Transfer = bank
     with pytest.raises(FeatureNotFoundError, match=r"test_features\.py:\d+: User has no feature 'nope'"):
         User.nope
     with pytest.raises(FeatureNotFoundError, match="Account has no feature 'nope'"):
@@ -276,8 +250,8 @@ def test_bad_attribute_names_class_and_attribute():
         User.uuid.nope
 
 
-def test_has_many_subscripts_filter_and_project():
-    User, Account, Transfer = _bank()
+def test_has_many_subscripts_filter_and_project(bank):
+    User, Account, Transfer = bank
     ref = User.transfers[Transfer.status == "successful", after(days_ago=60)]
     assert isinstance(ref.filters[0], Comparison) and ref.filters[0].value == "successful"
     assert isinstance(ref.filters[1], TimeWindow)
@@ -287,8 +261,8 @@ def test_has_many_subscripts_filter_and_project():
     assert ref.fqn == "user.transfers"
 
 
-def test_filter_operators():
-    User, Account, Transfer = _bank()
+def test_filter_operators(bank):
+    User, Account, Transfer = bank
     ops = [Transfer.amount == 1, Transfer.amount != 1, Transfer.amount < 1, Transfer.amount <= 1,
            Transfer.amount > 1, Transfer.amount >= 1]
     assert [f.op for f in ops] == ["==", "!=", "<", "<=", ">", ">="]
@@ -298,8 +272,8 @@ def test_filter_operators():
     assert isinstance(combined.inner.left, And)
 
 
-def test_filters_must_name_features_of_the_related_class():
-    User, Account, Transfer = _bank()
+def test_filters_must_name_features_of_the_related_class(bank):
+    User, Account, Transfer = bank
     with pytest.raises(DefinitionError, match="Account.title is not a feature of Transfer"):
         User.transfers[Account.title == "x"]
     with pytest.raises(DefinitionError, match="is not a has-many relation"):
@@ -348,8 +322,8 @@ def test_after_sums_chalk_keywords():
     assert before(days_ago=1).side == "before"
 
 
-def test_feature_classes_build_instances():
-    User, Account, Transfer = _bank()
+def test_feature_classes_build_instances(bank):
+    User, Account, Transfer = bank
     user = User(uuid="u1", full_name="Ann")
     assert user.uuid == "u1" and "Ann" in repr(user)
     with pytest.raises(TypeError, match="no feature"):

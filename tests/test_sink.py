@@ -32,34 +32,6 @@ class NotMapped:
     pass
 
 
-@pytest.fixture
-def bank():
-    @features
-    class User:
-        uuid: Primary[str]
-        full_name: str
-        email: Optional[str]
-        ts: FeatureTime
-        account: "Account"
-        transfers: "DataFrame[Transfer]"
-
-    @features
-    class Account:
-        id: str
-        user_id: User.uuid
-        title: str
-
-    @features
-    class Transfer:
-        id: str
-        user_id: User.uuid
-        status: str
-        amount: float
-        created_at: FeatureTime
-
-    return User, Account, Transfer
-
-
 def test_signature_matches_chalk():
     params = inspect.signature(sink).parameters
     assert list(params) == ["fn", "environment", "tags", "machine_type", "buffer_size", "debounce",
