@@ -170,9 +170,7 @@ class _BufferFn(beam.DoFn):
     def _flush_full(self, key: Any, now: float, buffer: Any, count: Any, due: Any, end: Any,
                     window: Any) -> Iterable[TimestampedValue]:
         """Emit every full batch of exactly ``buffer_size``; keep the rest as a new buffer."""
-        entries = _in_order(buffer)
-        values = [v for entry in entries for v in entry[3]]
-        stamp = max(entry[2] for entry in entries)
+        values, stamp = _contents(_in_order(buffer))
         self._clear(buffer, count, due)
         size = self.buffer_size
         full = len(values) - len(values) % size
@@ -190,10 +188,17 @@ def _in_order(buffer: Any) -> List[Tuple[int, float, int, List[Any]]]:
     return sorted(buffer.read(), key=lambda entry: entry[0])
 
 
+def _contents(entries: List[Tuple[int, float, int, List[Any]]]) -> Tuple[List[Any], int]:
+    """The entries' values in order, and the newest event time (micros) among them.
+
+    A batch carries that event time, not the time a timer fired.
+    """
+    return [v for entry in entries for v in entry[3]], max(entry[2] for entry in entries)
+
+
 def _batch(key: Any, entries: List[Tuple[int, float, int, List[Any]]]) -> TimestampedValue:
-    # A batch carries its newest update's event time, not the time a timer fired.
-    stamp = Timestamp(micros=max(entry[2] for entry in entries))
-    return TimestampedValue((key, [v for entry in entries for v in entry[3]]), stamp)
+    values, stamp = _contents(entries)
+    return TimestampedValue((key, values), Timestamp(micros=stamp))
 
 
 class Buffer(beam.PTransform):
