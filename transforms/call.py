@@ -14,15 +14,11 @@ update that failed after every retry.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import random
 import time
-import traceback
 import zlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -32,8 +28,8 @@ from apache_beam.pvalue import TaggedOutput
 from sinks.dataframe import DataFrame
 from sinks.sink import Sink, SinkSpec
 from transforms.buffer import Buffer, Clock
+from transforms.dead_letters import DEAD_LETTERS, dead_letter
 
-DEAD_LETTERS = "dead_letters"
 RESULTS = "results"
 
 # A batch sink with no pacing options flushes at 1000 updates or 1 s after the first.
@@ -75,37 +71,6 @@ def shard_of(key: Any, num_shards: int) -> int:
     if num_shards == 1:
         return 0
     return zlib.crc32(repr(key).encode("utf-8")) % num_shards
-
-
-def to_json(value: Any) -> str:
-    """JSON for dead-letter records: dates as ISO-8601, DataFrames as rows, bytes as base64."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, DataFrame):
-        return value.to_pylist()
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, (Decimal, timedelta)):
-        return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
-
-
-def dead_letter(stage: str, sink: str, error: BaseException, update: Any) -> Dict[str, Any]:
-    """One dead-letter record: where it failed, why, and the input that failed."""
-    return {
-        "stage": stage,
-        "sink": sink,
-        "error_type": type(error).__name__,
-        "error": str(error),
-        "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
-        "input": to_json(update),
-    }
 
 
 class _CallFn(beam.DoFn):

@@ -1,0 +1,131 @@
+"""What a write needs to know about its target: the table, its columns, its conflict key,
+and how a mapped instance or a dict becomes a row of column values."""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+
+import sqlalchemy
+from sqlalchemy import Column, Table
+
+Row = Dict[str, Any]
+"""Column values keyed by ``Column.key``; a column left out is filled by the database."""
+
+
+class RowError(ValueError):
+    """An input that cannot become a row of the table (wrong type, unknown column)."""
+
+
+class TableSpec:
+    """A target table and the mapping from a model's instances (or dicts) to its rows.
+
+    Args:
+      model: a SQLAlchemy mapped class, or a ``Table``.
+      conflict: the upsert conflict target: column names, or the name of a
+        unique constraint of the table; the primary key when None.
+    """
+
+    def __init__(self, model: Any, conflict: Union[None, str, Sequence[str]] = None) -> None:
+        self.model = model
+        self._conflict = conflict
+        if isinstance(model, Table):
+            self.table = model
+            self._attributes: List[Tuple[str, str]] = []
+            self.label = model.name
+        else:
+            mapper = sqlalchemy.inspect(model, raiseerr=False)
+            if mapper is None or not hasattr(mapper, "column_attrs"):
+                raise TypeError(f"expected a SQLAlchemy mapped class or Table, not {model!r}")
+            self.table = mapper.local_table
+            self._attributes = [(prop.key, prop.columns[0].key) for prop in mapper.column_attrs
+                                if prop.columns[0].table is self.table]
+            self.label = model.__name__
+        self.columns: List[Column] = [c for c in self.table.columns if c.computed is None]
+        self._keys = {c.key for c in self.columns}
+        self._aliases = {c.name: c.key for c in self.columns if c.name != c.key}
+        self._aliases.update((attribute, key) for attribute, key in self._attributes if attribute != key)
+        self.key: Tuple[str, ...] = self._conflict_key(conflict)
+        # Columns whose value, when None, is left to the database: identity, serial, server default.
+        self._database_filled = frozenset(
+            c.key for c in self.columns
+            if c.server_default is not None or c.identity is not None or c is self.table.autoincrement_column)
+        self._database_filled_order = tuple(c.key for c in self.columns if c.key in self._database_filled)
+        self._python_defaults = [(c.key, c.default) for c in self.columns
+                                 if c.default is not None and (c.default.is_scalar or c.default.is_callable)]
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Rebuilt from the model on the worker; the model pickles by reference.
+        return TableSpec, (self.model, self._conflict)
+
+    @property
+    def name(self) -> str:
+        return self.table.fullname
+
+    def _conflict_key(self, conflict: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
+        if conflict is None:
+            return tuple(c.key for c in self.table.primary_key.columns)
+        if isinstance(conflict, str):
+            for constraint in self.table.constraints:
+                if constraint.name == conflict and isinstance(
+                        constraint, (sqlalchemy.UniqueConstraint, sqlalchemy.PrimaryKeyConstraint)):
+                    return tuple(c.key for c in constraint.columns)
+            for index in self.table.indexes:
+                if index.name == conflict and index.unique:
+                    return tuple(c.key for c in index.columns)
+            raise ValueError(f"table {self.name!r} has no unique constraint named {conflict!r}")
+        keys = tuple(self._aliases.get(name, name) for name in conflict)
+        unknown = [name for name, key in zip(conflict, keys) if key not in self._keys]
+        if unknown:
+            raise ValueError(f"table {self.name!r} has no column {unknown[0]!r}")
+        return keys
+
+    def row(self, value: Any) -> Row:
+        """The row for a mapped instance or a dict of column values; raises :class:`RowError`."""
+        if isinstance(value, dict):
+            row = {self._aliases.get(k, k): v for k, v in value.items()} if self._aliases else dict(value)
+            unknown = row.keys() - self._keys
+            if unknown:
+                raise RowError(f"table {self.name!r} has no column {sorted(unknown)[0]!r}")
+        elif self._attributes and isinstance(value, self.model):
+            state = value.__dict__
+            row = {key: state[attribute] for attribute, key in self._attributes if attribute in state}
+        else:
+            raise RowError(f"expected a {self.label} or a dict of its columns, not {type(value).__name__}")
+        for key, default in self._python_defaults:
+            if key not in row:
+                row[key] = default.arg(None) if default.is_callable else default.arg
+        return row
+
+    def groups(self, rows: Iterable[Row]) -> Dict[Tuple[str, ...], List[Row]]:
+        """Rows grouped by the columns they write, so that each group is one statement.
+
+        A row writes every column except the ones the database fills in
+        (identity, serial, server default) that the row leaves None.
+        """
+        if not self._database_filled:
+            rows = list(rows)
+            return {tuple(c.key for c in self.columns): rows} if rows else {}
+        by_left_out: Dict[Tuple[str, ...], List[Row]] = {}
+        for row in rows:
+            left_out = tuple(k for k in self._database_filled_order if row.get(k) is None)
+            by_left_out.setdefault(left_out, []).append(row)
+        return {tuple(c.key for c in self.columns if c.key not in left_out): group
+                for left_out, group in by_left_out.items()}
+
+    def key_of(self, row: Row) -> Tuple[Any, ...]:
+        return tuple(row.get(k) for k in self.key)
+
+
+def latest_per_key(spec: TableSpec, rows: Sequence[Row]) -> List[Row]:
+    """The last row of each conflict key, in the order of their last appearance."""
+    latest: Dict[Tuple[Any, ...], Row] = {}
+    for row in rows:
+        key = spec.key_of(row)
+        latest.pop(key, None)
+        latest[key] = row
+    return list(latest.values())
+
+
+def column_names(spec: TableSpec, keys: Sequence[str]) -> List[str]:
+    by_key = spec.table.columns
+    return [by_key[k].name for k in keys]
+
