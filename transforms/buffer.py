@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam import coders
+from apache_beam import coders, typehints
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import (
     BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer,
@@ -226,6 +226,10 @@ class Buffer(beam.PTransform):
         self._max_group = min(buffer_size or MAX_GROUP, MAX_GROUP)
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        # The key's type travels through the grouping step, so state gets a deterministic key coder.
+        element_type = pcoll.element_type
+        key_type = element_type.tuple_types[0] if isinstance(element_type, typehints.typehints.TupleConstraint) else Any
         return (pcoll
-                | "GroupWithinBundle" >> beam.ParDo(_GroupWithinBundle(self._max_group))
+                | "GroupWithinBundle" >> beam.ParDo(_GroupWithinBundle(self._max_group)).with_output_types(
+                    Tuple[key_type, Any])
                 | "Buffer" >> beam.ParDo(self._fn))
