@@ -248,3 +248,16 @@ def test_upsert_on_two_worker_processes_keeps_the_last_value_per_key(postgres_ur
     pipeline.run().wait_until_finish()
     assert [(r["user_id"], r["count"]) for r in select(database, Total, "user_id")] == sorted(
         (f"u{k}", 9950 + k) for k in range(50))
+
+
+def test_unreachable_database_is_retried_until_the_deadline_then_dead_lettered():
+    from tests.servers import free_port
+    integration = PostgreSQLSource(url=f"postgresql+psycopg2://root@127.0.0.1:{free_port()}/test")
+    writer = SQLWriter(integration, TableSpec(Total), upsert=True,
+                       retry=WriteRetry(base_delay=0.01, max_delay=0.05, deadline=0.3))
+    writer.open()
+    result = writer.write([{"user_id": "u1", "count": 1}, {"user_id": "u2", "count": 2}])
+    writer.close()
+    assert result.written == 0 and result.retries >= 3
+    assert [row["user_id"] for row, _ in result.failed] == ["u1", "u2"]
+    assert all("gave up after" in str(error) and "Connection refused" in str(error) for _, error in result.failed)

@@ -16,7 +16,7 @@ timer at the end of the window (``_BufferFn.END``), because the DirectRunner
 drops pending processing-time timers at the end of a bounded input.
 
 Before the stateful step, values are grouped per key within a bundle
-(``_GroupWithinBundle``, like ``BatchElements``), so state and timers are
+(``GroupWithinBundle``, like ``BatchElements``), so state and timers are
 paid per group rather than per value; an update "enters the buffer" when its
 group reaches the stateful step, which on a streaming runner is the end of a
 bundle of milliseconds.
@@ -47,7 +47,7 @@ def _seconds(value: Optional[timedelta]) -> Optional[float]:
     return None if value is None else value.total_seconds()
 
 
-class _GroupWithinBundle(beam.DoFn):
+class GroupWithinBundle(beam.DoFn):
     """Groups a bundle's values per key and window, so state and timers are paid per group.
 
     A group is emitted when it reaches ``max_group`` values or the bundle ends,
@@ -230,6 +230,6 @@ class Buffer(beam.PTransform):
         element_type = pcoll.element_type
         key_type = element_type.tuple_types[0] if isinstance(element_type, typehints.typehints.TupleConstraint) else Any
         return (pcoll
-                | "GroupWithinBundle" >> beam.ParDo(_GroupWithinBundle(self._max_group)).with_output_types(
+                | "GroupWithinBundle" >> beam.ParDo(GroupWithinBundle(self._max_group)).with_output_types(
                     Tuple[key_type, Any])
                 | "Buffer" >> beam.ParDo(self._fn))

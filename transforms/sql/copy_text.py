@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import repeat
 from typing import Any, Callable, List, Optional, Sequence
 from uuid import UUID
 
@@ -24,7 +24,6 @@ from transforms.sql.table import Row
 
 NULL = "\\N"
 _SPECIAL = ("\\", "\t", "\n", "\r")
-_FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
 def _escape(text: str) -> str:
@@ -54,9 +53,7 @@ def _text(value: Any) -> str:
     if kind is int:
         return str(value)
     if kind is float:
-        if value != value:
-            return "NaN"
-        return _FLOATS.get(value) or repr(value)
+        return repr(value)
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -93,7 +90,7 @@ class CopyFormatter:
             return ""
         fields = []
         for key, bind in zip(self.keys, self._binds):
-            values = [row.get(key) for row in rows]
+            values = list(map(dict.get, rows, repeat(key)))
             if bind is not None:
                 values = [None if v is None else bind(v) for v in values]
             fields.append(_column(values))
@@ -101,11 +98,17 @@ class CopyFormatter:
 
 
 def _column(values: List[Any]) -> List[str]:
-    if all(type(v) is int for v in values):
-        return list(map(str, values))
-    if all(type(v) is str for v in values):
-        joined = "".join(values)
-        if any(special in joined for special in _SPECIAL):
-            return [_escape(v) for v in values]
-        return values
+    """One column's fields, taking a shortcut when every value has one plain type."""
+    kinds = set(map(type, values))
+    if len(kinds) == 1:
+        first = kinds.pop()
+        if first is str:
+            joined = "".join(values)
+            if any(special in joined for special in _SPECIAL):
+                return [_escape(v) for v in values]
+            return values
+        if first is int or first is float:  # PostgreSQL reads repr(float) as is, inf and nan included
+            return list(map(repr, values))
+        if first is datetime:  # ISO-8601 holds no character that COPY escapes
+            return list(map(datetime.isoformat, values))
     return [_field(v) for v in values]

@@ -2,6 +2,7 @@
 and how a mapped instance or a dict becomes a row of column values."""
 from __future__ import annotations
 
+import operator
 from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
 import sqlalchemy
@@ -44,6 +45,7 @@ class TableSpec:
         self._aliases = {c.name: c.key for c in self.columns if c.name != c.key}
         self._aliases.update((attribute, key) for attribute, key in self._attributes if attribute != key)
         self.key: Tuple[str, ...] = self._conflict_key(conflict)
+        self._key_getter = operator.itemgetter(*self.key) if self.key else (lambda row: ())
         # Columns whose value, when None, is left to the database: identity, serial, server default.
         self._database_filled = frozenset(
             c.key for c in self.columns
@@ -79,20 +81,25 @@ class TableSpec:
         return keys
 
     def row(self, value: Any) -> Row:
-        """The row for a mapped instance or a dict of column values; raises :class:`RowError`."""
+        """The row for a mapped instance or a dict of column values; raises :class:`RowError`.
+
+        A dict that needs no renaming and no defaults is used as it is, not copied.
+        """
         if isinstance(value, dict):
-            row = {self._aliases.get(k, k): v for k, v in value.items()} if self._aliases else dict(value)
-            unknown = row.keys() - self._keys
-            if unknown:
-                raise RowError(f"table {self.name!r} has no column {sorted(unknown)[0]!r}")
+            row = {self._aliases.get(k, k): v for k, v in value.items()} if self._aliases else value
+            if not self._keys.issuperset(row):
+                raise RowError(f"table {self.name!r} has no column {sorted(set(row) - self._keys)[0]!r}")
         elif self._attributes and isinstance(value, self.model):
             state = value.__dict__
             row = {key: state[attribute] for attribute, key in self._attributes if attribute in state}
         else:
             raise RowError(f"expected a {self.label} or a dict of its columns, not {type(value).__name__}")
-        for key, default in self._python_defaults:
-            if key not in row:
-                row[key] = default.arg(None) if default.is_callable else default.arg
+        if self._python_defaults:
+            missing = [(key, default) for key, default in self._python_defaults if key not in row]
+            if missing:
+                row = dict(row) if row is value else row
+                for key, default in missing:
+                    row[key] = default.arg(None) if default.is_callable else default.arg
         return row
 
     def groups(self, rows: Iterable[Row]) -> Dict[Tuple[str, ...], List[Row]]:
@@ -111,13 +118,17 @@ class TableSpec:
         return {tuple(c.key for c in self.columns if c.key not in left_out): group
                 for left_out, group in by_left_out.items()}
 
-    def key_of(self, row: Row) -> Tuple[Any, ...]:
-        return tuple(row.get(k) for k in self.key)
+    def key_of(self, row: Row) -> Any:
+        """The row's conflict key (None for a missing column, which the database then refuses)."""
+        try:
+            return self._key_getter(row)
+        except KeyError:
+            return tuple(row.get(k) for k in self.key)
 
 
 def latest_per_key(spec: TableSpec, rows: Sequence[Row]) -> List[Row]:
     """The last row of each conflict key, in the order of their last appearance."""
-    latest: Dict[Tuple[Any, ...], Row] = {}
+    latest: Dict[Any, Row] = {}
     for row in rows:
         key = spec.key_of(row)
         latest.pop(key, None)

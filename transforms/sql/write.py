@@ -1,26 +1,27 @@
 """``WriteToSQL``: a PCollection of rows → batches → one transaction per batch → a table.
 
-    rows ──┬─ append: BatchElements (stateless, follows the bundles) ──────────┐
-           └─ upsert: shard by conflict key → Buffer (size, max delay, end) ───┴─ WriteBatchesToSQL
-                                                                                 ├─ written (rows per batch)
-                                                                                 └─ dead_letters
+    rows ─ BatchElements ─┬─ append ─────────────────────────────────┬─ WriteBatchesToSQL
+                          └─ upsert: split each batch by conflict-key ─┘   ├─ written (rows per batch)
+                             shard, then one writer per shard              └─ dead_letters
 
-Upserts go through a keyed buffer so that every row of one key is written by
-the same shard, batch after batch, in the order it arrived: the row that
-stays is the last update.
+Batches follow Beam's bundles: nothing waits for a timer, and a bundle's rows
+are committed before the bundle is. Upserts are routed by their conflict key
+to a keyed write step, so that every row of one key is written by the same
+shard, batch after batch, in the order it arrived: the row that stays is the
+last update.
 """
 from __future__ import annotations
 
 import time
-from datetime import timedelta
-from typing import Any, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.coders import VarIntCoder
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from sinks.integrations import SQLSource, SQLiteSource
-from transforms.buffer import Buffer, Clock
 from transforms.call import shard_of
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.sql.schema import prepare_table
@@ -29,7 +30,6 @@ from transforms.sql.writer import SQLWriter, WriteRetry
 
 WRITTEN = "written"
 DEFAULT_BATCH_SIZE = 5000
-DEFAULT_MAX_DELAY = timedelta(seconds=1)
 
 
 class _WriteBatchFn(beam.DoFn):
@@ -70,16 +70,32 @@ class _WriteBatchFn(beam.DoFn):
         yield result.written
 
 
+class _ShardWriteBatchFn(_WriteBatchFn):
+    """Writes ``(shard, rows)`` batches; being stateful, it gets each shard's batches on one
+    worker, one after the other, which is what keeps a key's upserts in order."""
+
+    BATCHES = ReadModifyWriteStateSpec("batches", VarIntCoder())
+
+    def process(self, batch: Tuple[Any, Sequence[Any]],  # type: ignore[override]
+                batches=beam.DoFn.StateParam(BATCHES)) -> Iterable[Any]:
+        batches.write((batches.read() or 0) + 1)
+        yield from super().process(batch)
+
+
 class WriteBatchesToSQL(beam.PTransform):
     """Write batches that are already formed (lists of rows, or ``(key, rows)`` pairs, as a
     pacing :class:`~transforms.buffer.Buffer` flushes them), one transaction per batch.
 
-    Arguments as for :class:`WriteToSQL`; returns the same outputs.
+    Arguments as for :class:`WriteToSQL`, and ``keyed``: the batches are
+    ``(key, rows)`` pairs, and each key's batches must be written by one worker,
+    in turn (a stateful step; not needed straight after a keyed ``Buffer``,
+    which already runs that way). Returns the same outputs as :class:`WriteToSQL`.
     """
 
     def __init__(self, integration: SQLSource, model: Any, upsert: bool = False,
                  conflict: Union[None, str, Sequence[str]] = None, create_tables: Optional[bool] = None,
-                 validate: bool = True, retry: WriteRetry = WriteRetry(), name: Optional[str] = None) -> None:
+                 validate: bool = True, retry: WriteRetry = WriteRetry(), name: Optional[str] = None,
+                 keyed: bool = False) -> None:
         self.spec = TableSpec(model, conflict)
         self.sink_name = name or self.spec.name
         super().__init__(f"WriteBatchesToSQL({self.sink_name})")
@@ -88,12 +104,14 @@ class WriteBatchesToSQL(beam.PTransform):
         self.create_tables = isinstance(integration, SQLiteSource) if create_tables is None else create_tables
         self.validate = validate
         self.retry = retry
+        self.keyed = keyed
 
     def expand(self, batches: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if self.validate or self.create_tables:
             self._prepare()
+        write_fn = _ShardWriteBatchFn if self.keyed else _WriteBatchFn
         return batches | "Write" >> beam.ParDo(
-            _WriteBatchFn(self.integration, self.spec, self.upsert, self.retry, self.sink_name)
+            write_fn(self.integration, self.spec, self.upsert, self.retry, self.sink_name)
         ).with_outputs(DEAD_LETTERS, main=WRITTEN)
 
     def _prepare(self) -> None:
@@ -120,15 +138,13 @@ class WriteToSQL(beam.PTransform):
         every other column is updated.
       conflict: the upsert's conflict target: column names, or the name of a
         unique constraint; the primary key by default.
-      batch_size: rows per transaction at most.
-      max_delay: (upsert) longest wait for a shard's batch to fill up.
+      batch_size: rows per transaction at most; a bundle's last batch may be smaller.
       num_shards: (upsert) parallel writers; a key always goes to the same one.
       create_tables: create the table when it is missing (default: only on SQLite).
       validate: check the table against ``model`` while the pipeline is built,
         so that a mismatch stops it before any data moves.
       retry: how transient failures are retried (see :class:`WriteRetry`).
       name: the sink's name, for metrics (``sinks.<name>``) and dead letters.
-      clock: the upsert buffer's processing-time clock (tests).
 
     Returns a ``DoOutputsTuple``: ``written`` (rows written per batch) and
     ``dead_letters`` (one record per row that could not be written, with the
@@ -137,36 +153,31 @@ class WriteToSQL(beam.PTransform):
 
     def __init__(self, integration: SQLSource, model: Any, upsert: bool = False,
                  conflict: Union[None, str, Sequence[str]] = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 max_delay: timedelta = DEFAULT_MAX_DELAY, num_shards: int = 4,
-                 create_tables: Optional[bool] = None, validate: bool = True,
-                 retry: WriteRetry = WriteRetry(), name: Optional[str] = None,
-                 clock: Optional[Clock] = None) -> None:
-        self.write = WriteBatchesToSQL(integration, model, upsert, conflict, create_tables, validate, retry, name)
+                 num_shards: int = 4, create_tables: Optional[bool] = None, validate: bool = True,
+                 retry: WriteRetry = WriteRetry(), name: Optional[str] = None) -> None:
+        self.write = WriteBatchesToSQL(integration, model, upsert, conflict, create_tables, validate, retry, name,
+                                       keyed=upsert)
         super().__init__(f"WriteToSQL({self.write.sink_name})")
         if batch_size < 1 or num_shards < 1:
             raise ValueError("batch_size and num_shards must be positive")
         self.batch_size = batch_size
-        self.max_delay = max_delay
         self.num_shards = num_shards
-        self.clock = clock
 
     def expand(self, rows: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        batches = rows | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
         if self.write.upsert:
             spec, num_shards = self.write.spec, self.num_shards
-            batches = (
-                rows
-                | "ShardByKey" >> beam.Map(
-                    lambda row: (_shard(spec, row, num_shards), row)).with_output_types(Tuple[int, Any])
-                | "Batch" >> Buffer(self.batch_size, None, self.max_delay, self.clock))
-        else:
-            batches = rows | "Batch" >> beam.BatchElements(
-                min_batch_size=self.batch_size, max_batch_size=self.batch_size)
+            batches = batches | "SplitByShard" >> beam.FlatMap(
+                lambda batch: _split_by_shard(spec, batch, num_shards)).with_output_types(Tuple[int, List[Any]])
         return batches | self.write
 
 
-def _shard(spec: TableSpec, value: Any, num_shards: int) -> int:
-    try:
-        key = spec.key_of(spec.row(value))
-    except Exception:  # not a row of the table: the writer dead-letters it, any shard will do
-        return 0
-    return shard_of(key, num_shards)
+def _split_by_shard(spec: TableSpec, batch: Sequence[Any], num_shards: int) -> Iterable[Tuple[int, List[Any]]]:
+    shards: Dict[int, List[Any]] = {}
+    for value in batch:
+        try:
+            key = spec.key_of(spec.row(value))
+        except Exception:  # not a row of the table: the writer dead-letters it, any shard will do
+            key = None
+        shards.setdefault(shard_of(key, num_shards), []).append(value)
+    return shards.items()
