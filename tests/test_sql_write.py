@@ -243,7 +243,8 @@ def test_upsert_on_two_worker_processes_keeps_the_last_value_per_key(postgres_ur
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     (pipeline
      | beam.Create(list(range(20)))
-     | beam.FlatMap(lambda chunk: [{"user_id": f"u{i % 50}", "count": i} for i in range(chunk * 500, chunk * 500 + 500)])
+     | beam.FlatMap(lambda chunk: [{"user_id": f"u{i % 50}", "count": i}
+                                  for i in range(chunk * 500, (chunk + 1) * 500)])
      | WriteToSQL(database, Total, upsert=True, batch_size=200, num_shards=4, retry=WriteRetry(deadline=30)))
     pipeline.run().wait_until_finish()
     assert [(r["user_id"], r["count"]) for r in select(database, Total, "user_id")] == sorted(

@@ -135,8 +135,3 @@ def latest_per_key(spec: TableSpec, rows: Sequence[Row]) -> List[Row]:
         latest[key] = row
     return list(latest.values())
 
-
-def column_names(spec: TableSpec, keys: Sequence[str]) -> List[str]:
-    by_key = spec.table.columns
-    return [by_key[k].name for k in keys]
-

@@ -13,6 +13,7 @@ last update.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
@@ -20,13 +21,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.coders import VarIntCoder
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.utils.windowed_value import WindowedValue
 
 from sinks.integrations import SQLSource, SQLiteSource
 from transforms.call import shard_of
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.sql.schema import prepare_table
 from transforms.sql.table import TableSpec
-from transforms.sql.writer import SQLWriter, WriteRetry
+from transforms.sql.writer import SQLWriter, WriteResult, WriteRetry
 
 WRITTEN = "written"
 DEFAULT_BATCH_SIZE = 5000
@@ -52,22 +54,48 @@ class _WriteBatchFn(beam.DoFn):
     def setup(self) -> None:
         self.writer = SQLWriter(self.integration, self.spec, self.upsert, self.retry)
         self.writer.open()
+        # A batch is written on this thread while Beam makes the next one: the database's share
+        # of the work overlaps Beam's. A single thread keeps the batches in order.
+        self._background = ThreadPoolExecutor(1, thread_name_prefix=f"write-{self.name}")
 
     def teardown(self) -> None:
+        self._background.shutdown(wait=True)
         self.writer.close()
 
-    def process(self, batch: Union[Sequence[Any], Tuple[Any, Sequence[Any]]]) -> Iterable[Any]:
+    def start_bundle(self) -> None:
+        self._pending: Optional[Tuple[Future, Any, Any]] = None
+
+    def process(self, batch: Union[Sequence[Any], Tuple[Any, Sequence[Any]]], window=beam.DoFn.WindowParam,
+                timestamp=beam.DoFn.TimestampParam) -> Iterable[Any]:
         rows = batch[1] if isinstance(batch, tuple) else batch
+        written = self._background.submit(self._write, rows)
+        yield from self._report_pending()
+        self._pending = (written, window, timestamp)
+
+    def finish_bundle(self) -> Iterable[Any]:
+        # The bundle commits only once its last batch is in the database.
+        yield from self._report_pending()
+
+    def _write(self, rows: Sequence[Any]) -> Tuple[WriteResult, float]:
         started = time.perf_counter()
-        result = self.writer.write(rows)
-        self.latency.update(int((time.perf_counter() - started) * 1000))
+        return self.writer.write(rows), time.perf_counter() - started
+
+    def _report_pending(self) -> Iterable[Any]:
+        """Wait for the batch in the background, then report it here: metrics belong to this thread."""
+        if self._pending is None:
+            return
+        written, window, timestamp = self._pending
+        self._pending = None
+        result, seconds = written.result()
+        self.latency.update(int(seconds * 1000))
         self.batches.inc()
         self.rows.inc(result.written)
         self.retries.inc(result.retries)
         for row, error in result.failed:
             self.dead_letters.inc()
-            yield TaggedOutput(DEAD_LETTERS, dead_letter("write", self.name, error, row))
-        yield result.written
+            record = dead_letter("write", self.name, error, row)
+            yield TaggedOutput(DEAD_LETTERS, WindowedValue(record, timestamp, [window]))
+        yield WindowedValue(result.written, timestamp, [window])
 
 
 class _ShardWriteBatchFn(_WriteBatchFn):
@@ -76,10 +104,10 @@ class _ShardWriteBatchFn(_WriteBatchFn):
 
     BATCHES = ReadModifyWriteStateSpec("batches", VarIntCoder())
 
-    def process(self, batch: Tuple[Any, Sequence[Any]],  # type: ignore[override]
-                batches=beam.DoFn.StateParam(BATCHES)) -> Iterable[Any]:
+    def process(self, batch: Tuple[Any, Sequence[Any]], window=beam.DoFn.WindowParam,  # type: ignore[override]
+                timestamp=beam.DoFn.TimestampParam, batches=beam.DoFn.StateParam(BATCHES)) -> Iterable[Any]:
         batches.write((batches.read() or 0) + 1)
-        yield from super().process(batch)
+        yield from super().process(batch, window, timestamp)
 
 
 class WriteBatchesToSQL(beam.PTransform):

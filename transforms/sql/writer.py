@@ -64,13 +64,11 @@ class SQLWriter:
     """
 
     def __init__(self, integration: SQLSource, spec: TableSpec, upsert: bool = False,
-                 retry: WriteRetry = WriteRetry(),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 retry: WriteRetry = WriteRetry()) -> None:
         self.integration = integration
         self.spec = spec
         self.upsert = upsert
         self.retry = retry
-        self._sleep = sleep
         self.engine: Optional[Engine] = None
 
     def open(self) -> None:
@@ -144,7 +142,7 @@ class SQLWriter:
                         f"gave up after {retry} attempts over {self.retry.deadline:g} s: {error}") from error
                 result.retries += 1
                 self.engine.dispose()  # drop every pooled connection: the server may be a new one
-                self._sleep(delay)
+                time.sleep(delay)
 
     # One statement per group of rows that write the same columns.
 
@@ -179,10 +177,13 @@ class SQLWriter:
         if formatter is None:
             formatter = self._formatters[columns] = CopyFormatter(
                 [self.spec.table.columns[k] for k in columns], connection.dialect)
+        text = formatter.format(rows)
         cursor = connection.connection.dbapi_connection.cursor()
         try:
+            # Handed over in one piece: psycopg2 then holds the GIL once, not once per 8 kB,
+            # and Beam's threads run while the server parses.
             cursor.copy_expert(f"COPY {table} ({', '.join(self._quoted(columns))}) FROM STDIN",
-                               io.StringIO(formatter.format(rows)))
+                               io.StringIO(text), size=max(len(text), 8192))
         finally:
             cursor.close()
 
