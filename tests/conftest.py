@@ -9,7 +9,7 @@ from typing import Optional
 import pytest
 import sqlalchemy
 
-from sinks import DataFrame, FeatureTime, Primary, features
+from sinks import DataFrame, FeatureTime, MySQLSource, PostgreSQLSource, Primary, SQLiteSource, features
 from sinks.registry import Registry
 
 POSTGRES_URL = os.environ.get("SINKS_TEST_POSTGRES_URL", "postgresql+psycopg2://root@127.0.0.1:5432/test")
@@ -46,6 +46,16 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
     return _reachable(MYSQL_URL)
+
+
+@pytest.fixture(params=["postgresql", "mariadb", "sqlite"])
+def database(request, tmp_path):
+    """Each SQL database of this machine in turn, and a SQLite file."""
+    if request.param == "postgresql":
+        return PostgreSQLSource(url=request.getfixturevalue("postgres_url"))
+    if request.param == "mariadb":
+        return MySQLSource(url=request.getfixturevalue("mysql_url"))
+    return SQLiteSource(str(tmp_path / "test.db"))
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Sinks used by the Beam tests; module-level so that worker processes can import them."""
 from collections import Counter
 
-from sinks import DataFrame, Primary, features, sink
+from sinks import DataFrame, Primary, SQLiteSource, features, sink
 from sinks.registry import Registry
+from tests.sql_models import Total
 
 registry = Registry()
 attempts: Counter = Counter()
@@ -43,3 +44,9 @@ with registry.activate():
     @sink
     async def echo_async(uid: Account.uid, n: Account.n):
         return n * 10
+
+    @sink(integration=SQLiteSource(), upsert=True)
+    def record_totals(uid: Account.uid, n: Account.n) -> Total:
+        """An integration sink; tests point it at a real database with ``integration=``."""
+        return None if n < 0 else Total(user_id=uid, count=n, note="x" * n)
+

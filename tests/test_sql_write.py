@@ -12,21 +12,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from sinks.integrations import MySQLSource, PostgreSQLSource, SQLiteSource
+from sinks.integrations import PostgreSQLSource
 from tests.sql_models import UTC, Event, Hostile, PgArrays, Total
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.sql import SchemaMismatchError, SQLWriter, TableSpec, WriteRetry, WriteToSQL, WRITTEN
 
 HOSTILE = "'); DROP TABLE users; --"
-
-
-@pytest.fixture(params=["postgresql", "mariadb", "sqlite"])
-def database(request, tmp_path):
-    if request.param == "postgresql":
-        return PostgreSQLSource(url=request.getfixturevalue("postgres_url"))
-    if request.param == "mariadb":
-        return MySQLSource(url=request.getfixturevalue("mysql_url"))
-    return SQLiteSource(str(tmp_path / "test.db"))
 
 
 def reset(integration, *models):
