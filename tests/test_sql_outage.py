@@ -70,24 +70,22 @@ def check(retries, names, totals):
     assert totals == {f"u{k}": max(n for n in numbers if n % KEYS == k) for k in range(KEYS)}
 
 
-def test_postgresql_cut_off_by_a_proxy_for_three_seconds(postgres_url):
-    url = sa.make_url(postgres_url)
-    proxy = TcpProxy(url.host, url.port or 5432)
+def cut_off_by_a_proxy(server_url, source, default_port):
+    url = sa.make_url(server_url)
+    proxy = TcpProxy(url.host, url.port or default_port)
     try:
-        integration = PostgreSQLSource(url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
+        integration = source(url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
         check(*run_through_fault(integration, lambda: proxy.cut(3)))
     finally:
         proxy.close()
+
+
+def test_postgresql_cut_off_by_a_proxy_for_three_seconds(postgres_url):
+    cut_off_by_a_proxy(postgres_url, PostgreSQLSource, 5432)
 
 
 def test_mariadb_cut_off_by_a_proxy_for_three_seconds(mysql_url):
-    url = sa.make_url(mysql_url)
-    proxy = TcpProxy(url.host, url.port or 3306)
-    try:
-        integration = MySQLSource(url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
-        check(*run_through_fault(integration, lambda: proxy.cut(3)))
-    finally:
-        proxy.close()
+    cut_off_by_a_proxy(mysql_url, MySQLSource, 3306)
 
 
 @pytest.fixture

@@ -153,6 +153,15 @@ def test_rows_that_are_not_rows_of_the_table_are_refused_with_the_reason(databas
         "table 'sinks_test_totals' has no column 'colour'", "expected a Total or a dict of its columns, not int"]
 
 
+def create_totals_table(database, ddl):
+    """Replace the totals table with one made by hand, unlike its mapped class."""
+    engine = database.create_engine()
+    with engine.begin() as connection:
+        Total.__table__.drop(connection, checkfirst=True)
+        connection.execute(sa.text(ddl))
+    engine.dispose()
+
+
 def test_missing_table_is_refused_before_the_pipeline_runs(database):
     engine = database.create_engine()
     Total.__table__.drop(engine, checkfirst=True)
@@ -171,29 +180,19 @@ def test_create_tables_makes_the_missing_table(database):
 
 
 def test_missing_column_and_incompatible_type_are_refused_naming_sink_table_and_column(database):
-    engine = database.create_engine()
-    with engine.begin() as connection:
-        Total.__table__.drop(connection, checkfirst=True)
-        connection.execute(sa.text("CREATE TABLE sinks_test_totals (user_id VARCHAR(40) PRIMARY KEY, "
-                                   "count INTEGER NOT NULL, total NUMERIC(14, 2))"))
+    create_totals_table(database, "CREATE TABLE sinks_test_totals (user_id VARCHAR(40) PRIMARY KEY, "
+                                  "count INTEGER NOT NULL, total NUMERIC(14, 2))")
     with pytest.raises(SchemaMismatchError, match=r"sink 'totals': table 'sinks_test_totals' has no column 'note'"):
         beam.Pipeline(runner=FnApiRunner()) | beam.Create([]) | WriteToSQL(database, Total, name="totals")
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP TABLE sinks_test_totals"))
-        connection.execute(sa.text("CREATE TABLE sinks_test_totals (user_id VARCHAR(40) PRIMARY KEY, "
-                                   "count DATE NOT NULL, total NUMERIC(14, 2), note VARCHAR(20))"))
-    engine.dispose()
+    create_totals_table(database, "CREATE TABLE sinks_test_totals (user_id VARCHAR(40) PRIMARY KEY, "
+                                  "count DATE NOT NULL, total NUMERIC(14, 2), note VARCHAR(20))")
     with pytest.raises(SchemaMismatchError, match=r"column 'count': the table's type DATE cannot hold"):
         beam.Pipeline(runner=FnApiRunner()) | beam.Create([]) | WriteToSQL(database, Total, name="totals")
 
 
 def test_upsert_needs_a_unique_key_in_the_table(database):
-    engine = database.create_engine()
-    with engine.begin() as connection:
-        Total.__table__.drop(connection, checkfirst=True)
-        connection.execute(sa.text("CREATE TABLE sinks_test_totals (user_id VARCHAR(40), count INTEGER NOT NULL, "
-                                   "total NUMERIC(14, 2), note VARCHAR(20))"))
-    engine.dispose()
+    create_totals_table(database, "CREATE TABLE sinks_test_totals (user_id VARCHAR(40), count INTEGER NOT NULL, "
+                                  "total NUMERIC(14, 2), note VARCHAR(20))")
     with pytest.raises(SchemaMismatchError, match=r"no primary key or unique constraint on \(user_id\)"):
         beam.Pipeline(runner=FnApiRunner()) | beam.Create([]) | WriteToSQL(database, Total, upsert=True)
 
