@@ -158,7 +158,10 @@ class TimeWindow(Filter):
 
     def expression(self, column_of: ColumnOf, now: datetime) -> pc.Expression:
         column = pc.field(column_of(self.index))
-        bound = pc.scalar(now - self.ago)
+        try:
+            bound = pc.scalar(now - self.ago)
+        except OverflowError:  # a window reaching before year 1 keeps every row
+            bound = pc.scalar(datetime.min.replace(tzinfo=now.tzinfo))
         return column >= bound if self.side == "after" else column <= bound
 
     def __repr__(self) -> str:

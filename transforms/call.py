@@ -27,6 +27,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from sinks.dataframe import DataFrame
 from sinks.sink import Sink, SinkSpec
+from transforms.assemble.related import RelatedRows
 from transforms.buffer import Buffer, Clock
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 
@@ -87,6 +88,8 @@ class _CallFn(beam.DoFn):
         self.retries = Metrics.counter(namespace, "retries")
         self.dead_letters = Metrics.counter(namespace, "dead_letters")
         self.batch_sizes = Metrics.distribution(namespace, "batch_size")
+        # Has-many parameters arrive from the assemble stage as rows; the sink gets DataFrames.
+        self.frames = {i.parameter: i.ref for i in sink.spec.inputs if i.is_has_many}
 
     def setup(self) -> None:
         self._loop = asyncio.new_event_loop() if self.sink.spec.is_async else None
@@ -102,6 +105,8 @@ class _CallFn(beam.DoFn):
             self.batch_sizes.update(len(pairs))
         else:
             pairs = [element]
+        if self.frames:
+            pairs = [(key, self._with_frames(update)) for key, update in pairs]
         if self.sink.spec.is_batch:
             updates = [update for _, update in pairs]
             frame = DataFrame(updates, columns=[i.ref for i in self.sink.spec.inputs])
@@ -109,6 +114,10 @@ class _CallFn(beam.DoFn):
         else:
             for key, update in pairs:
                 yield from self._call(key, [update], lambda: self.sink.fn(**update))
+
+    def _with_frames(self, update: Dict[str, Any]) -> Dict[str, Any]:
+        return {name: value.frame(self.frames[name]) if isinstance(value, RelatedRows) else value
+                for name, value in update.items()}
 
     def _call(self, key: Any, updates: List[Dict[str, Any]], call: Callable[[], Any]) -> Iterable[Any]:
         for attempt in range(1, self.retry.attempts + 1):

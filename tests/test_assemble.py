@@ -1,0 +1,293 @@
+"""The assemble stage under TestStream: exact sink inputs for every kind of path.
+
+Each update enters alone and the watermark moves after it, so the stages see
+updates in the order listed; times are the updates' own FeatureTime.
+"""
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import apache_beam as beam
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream
+
+from sinks import DataFrame, FeatureTime, Primary, after, features, sink
+from transforms.assemble import Assemble, RelatedRows
+from transforms.dead_letters import DEAD_LETTERS
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+def at(days: float) -> str:
+    return (T0 + timedelta(days=days)).isoformat()
+
+
+def run(sinks, updates, allowed_lateness=timedelta(0)):
+    """Runs ``updates`` one at a time through Assemble; returns outputs per name, and the result."""
+    stream = TestStream()
+    for step, update in enumerate(updates):
+        stream.add_elements([update])
+        stream.advance_watermark_to(step + 1)
+    stream.advance_watermark_to_infinity()
+    _COLLECTED.clear()
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = False
+    pipeline = beam.Pipeline("BundleBasedDirectRunner", options=options)
+    outputs = pipeline | stream | Assemble(sinks, allowed_lateness)
+    for name, collection in outputs.items():
+        _COLLECTED[name] = []
+        collection | f"Collect[{name}]" >> beam.Map(_collect, name)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return dict(_COLLECTED), result
+
+
+# The DirectRunner runs in this process: outputs are gathered here, in the order they come.
+_COLLECTED: dict = {}
+
+
+def _collect(element, name):
+    _COLLECTED[name].append(element)
+
+
+def frame_ids(value: RelatedRows, sink_fn, parameter) -> list:
+    ref = next(i.ref for i in sink_fn.spec.inputs if i.parameter == parameter)
+    return sorted(row[f"{ref.leaf.related.__name__.lower()}.id"] for row in value.frame(ref))
+
+
+def test_root_updates_merge_partially_and_older_values_do_not_overwrite(registry):
+    @features
+    class User:
+        id: str
+        name: str
+        email: Optional[str]
+        ts: FeatureTime
+
+    @sink
+    def profile(uid: User.id, name: User.name, email: Optional[User.email]):
+        pass
+
+    found, _ = run([profile], [
+        {"user.id": "u1", "user.email": "a@x", "user.ts": at(1)},          # name unknown: no call
+        {"user.id": "u1", "user.name": "Ann", "user.ts": at(2)},
+        {"user.id": "u1", "user.name": "Old", "user.ts": at(0)},           # older: carried, not stored
+        {"user.id": "u1", "user.name": "Ann", "user.ts": at(2)},           # repeated
+        {"user.id": "u1", "user.ts": at(3)},                               # carries no input of the sink
+        {"user.id": "u1", "user.email": None, "user.ts": at(4)},
+        {"user.id": "u2", "user.name": "Bo", "user.ts": at(0)},
+    ])
+    assert [update for _, update in found["profile"]] == [
+        {"uid": "u1", "name": "Ann", "email": "a@x"},
+        {"uid": "u1", "name": "Ann", "email": "a@x"},
+        {"uid": "u1", "name": "Ann", "email": "a@x"},
+        {"uid": "u1", "name": "Ann", "email": None},
+        {"uid": "u2", "name": "Bo", "email": None},
+    ]
+    assert [key for key, _ in found["profile"]] == ["u1"] * 4 + ["u2"]
+
+
+def test_has_one_held_by_the_child_arrives_first_and_changes_later(bank):
+    User, Account, Transfer = bank
+
+    @sink
+    def send(uid: User.uuid, title: User.account.title, name: User.full_name):
+        pass
+
+    @sink
+    def batch(users: DataFrame[User.uuid, User.account.title]):
+        pass
+
+    found, _ = run([send, batch], [
+        {"account.id": "a1", "account.user_id": "u1", "account.title": "Silver"},
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(1)},
+        {"account.id": "a1", "account.user_id": "u1", "account.title": "Gold"},
+        {"user.uuid": "u1", "user.email": "a@x", "user.ts": at(2)},      # neither sink reads email
+        {"account.id": "a1", "account.user_id": "u2", "account.title": "Gold"},   # moves to u2
+        {"user.uuid": "u2", "user.full_name": "Bo", "user.ts": at(3)},
+        {"user.uuid": "u1", "user.full_name": "Ann Lee", "user.ts": at(4)},       # u1 has no account now
+    ])
+    assert [u for _, u in found["send"]] == [
+        {"uid": "u1", "title": "Silver", "name": "Ann"},
+        {"uid": "u1", "title": "Gold", "name": "Ann"},
+        {"uid": "u2", "title": "Gold", "name": "Bo"},
+    ]
+    assert [u for _, u in found["batch"]] == [
+        {"user.uuid": "u1", "user.account.title": "Silver"},
+        {"user.uuid": "u1", "user.account.title": "Gold"},
+        {"user.uuid": "u2", "user.account.title": "Gold"},
+    ]
+
+
+def test_has_one_held_by_the_parent_joins_through_a_lookup(registry):
+    @features
+    class Plan:
+        id: str
+        label: str
+
+    @features
+    class Customer:
+        id: str
+        plan_id: Plan.id
+        plan: Plan
+
+    @sink
+    def notify(cid: Customer.id, label: Customer.plan.label):
+        pass
+
+    found, _ = run([notify], [
+        {"plan.id": "p1", "plan.label": "Basic"},                   # the related row first
+        {"customer.id": "c1", "customer.plan_id": "p1"},
+        {"customer.id": "c2", "customer.plan_id": "p1"},
+        {"plan.id": "p1", "plan.label": "Basic+"},                  # fans out to both customers
+        {"customer.id": "c1", "customer.plan_id": "p2"},           # p2 not known yet: no call
+        {"plan.id": "p2", "plan.label": "Pro"},
+        {"plan.id": "p1", "plan.label": "Basic++"},                 # c1 left p1: only c2
+    ])
+    assert sorted(found["notify"][:2]) == [("c1", {"cid": "c1", "label": "Basic"}),
+                                          ("c2", {"cid": "c2", "label": "Basic"})]
+    assert sorted(found["notify"][2:4]) == [("c1", {"cid": "c1", "label": "Basic+"}),
+                                           ("c2", {"cid": "c2", "label": "Basic+"})]
+    assert found["notify"][4:] == [("c1", {"cid": "c1", "label": "Pro"}),
+                                   ("c2", {"cid": "c2", "label": "Basic++"})]
+
+
+def test_two_hop_path_follows_changes_at_every_hop(registry):
+    @features
+    class Bank:
+        id: str
+        name: str
+
+    @features
+    class User:
+        id: str
+        account: "Account"
+
+    @features
+    class Account:
+        id: str
+        user_id: User.id
+        bank_id: Bank.id
+        bank: Bank
+
+    @sink
+    def where(uid: User.id, bank: User.account.bank.name):
+        pass
+
+    found, _ = run([where], [
+        {"user.id": "u1"},
+        {"bank.id": "b1", "bank.name": "First"},
+        {"account.id": "a1", "account.user_id": "u1", "account.bank_id": "b1"},
+        {"bank.id": "b1", "bank.name": "First National"},
+        {"bank.id": "b2", "bank.name": "Second"},
+        {"account.id": "a1", "account.user_id": "u1", "account.bank_id": "b2"},
+    ])
+    assert [u["bank"] for _, u in found["where"]] == ["First", "First National", "Second"]
+
+
+def test_has_many_window_and_filter_as_transfers_arrive_change_and_age_out(bank):
+    User, Account, Transfer = bank
+
+    @sink
+    def totals(uid: User.uuid,
+               txns: User.transfers[Transfer.status == "successful", after(days_ago=60)]):
+        pass
+
+    def transfer(tid, day, status="successful", amount=1.0, user="u1"):
+        return {"transfer.id": tid, "transfer.user_id": user, "transfer.status": status,
+                "transfer.amount": amount, "transfer.created_at": at(day)}
+
+    found, _ = run([totals], [
+        transfer("t1", 0),                                 # before the user: kept
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(1)},
+        transfer("t2", 10, status="pending"),
+        transfer("t2", 10),                                # same time: the new version replaces
+        transfer("t3", 61),                                # t1 is now 61 days old
+        transfer("t4", 30, status="failed"),               # late, out of order
+        transfer("t3", 61, user="u2"),                     # moves to u2 (not yet seen)
+        {"user.uuid": "u2", "user.full_name": "Bo", "user.ts": at(0)},
+    ])
+    calls = [(key, frame_ids(u["txns"], totals, "txns"), u["txns"].now) for key, u in found["totals"]]
+    day = lambda d: (T0 + timedelta(days=d)).timestamp() * 1_000_000   # noqa: E731
+    assert calls == [
+        ("u1", ["t1"], day(1)),
+        ("u1", ["t1"], day(10)),
+        ("u1", ["t1", "t2"], day(10)),
+        ("u1", ["t2", "t3"], day(61)),
+        ("u1", ["t2", "t3"], day(61)),
+        ("u1", ["t2"], day(61)),
+        ("u2", ["t3"], day(61)),
+    ]
+
+
+def test_pruning_keeps_state_bounded_under_a_long_stream(bank):
+    User, Account, Transfer = bank
+
+    @sink
+    def totals(uid: User.uuid, txns: User.transfers[after(days_ago=10)]):
+        pass
+
+    updates = [{"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(0)}]
+    updates += [{"transfer.id": f"t{i}", "transfer.user_id": "u1", "transfer.status": "ok",
+                 "transfer.amount": 1.0, "transfer.created_at": at(i)} for i in range(60)]
+    found, result = run([totals], updates, allowed_lateness=timedelta(days=2))
+    held = result.metrics().query(MetricsFilter().with_name("related_rows_held"))["distributions"]
+    user_stage = [m for m in held if m.key.metric.namespace == "sinks.assemble.user"]
+    # 10 days + 2 late + today; a firing also sees the row that just arrived, before pruning.
+    assert user_stage and max(m.committed.max for m in user_stage) <= 13
+    last = found["totals"][-1][1]["txns"]
+    assert len(last.rows) <= 14 and frame_ids(last, totals, "txns") == [f"t{i}" for i in range(49, 60)]
+
+
+def test_malformed_updates_are_dead_lettered_and_the_rest_go_through(bank):
+    User, Account, Transfer = bank
+
+    @sink
+    def names(uid: User.uuid, name: User.full_name):
+        pass
+
+    bad = [
+        ["not", "a", "mapping"],
+        {},
+        {"nope.id": "x"},
+        {"user.uuid": "u9", "user.shoe_size": 44},
+        {"user.full_name": "No Key"},
+        {"user.uuid": "u9", "user.ts": "yesterday"},
+        {"user.uuid": "u9", "user.full_name": None},
+        {"user.uuid": "u9", "account.title": "Gold"},
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.amount": float("nan")},
+        {"user.uuid": "u9", "user.account": {"title": "Gold"}},
+    ]
+    good = [{"user.uuid": "u1", "user.full_name": "Ann"}, {"user.uuid": "u2", "user.full_name": "Bo"}]
+    found, _ = run([names], bad[:5] + good[:1] + bad[5:] + good[1:])
+    assert sorted(u["name"] for _, u in found["names"]) == ["Ann", "Bo"]
+    letters = found[DEAD_LETTERS]
+    assert len(letters) == len(bad)
+    reasons = [letter["error"] for letter in letters]
+    for expected in ["not list", "empty update", "unknown namespace 'nope'",
+                     "unknown feature 'user.shoe_size'", "missing primary key 'user.uuid'",
+                     "'user.ts' = 'yesterday'", "'user.full_name' is null but not Optional",
+                     "one namespace", "'transfer.amount' = nan: not a finite number",
+                     "'user.account' is a relation"]:
+        assert sum(expected in reason for reason in reasons) == 1, (expected, reasons)
+    assert {letter["stage"] for letter in letters} == {"parse"}
+
+
+@pytest.mark.parametrize("direction", ["forward", "reversed"])
+def test_final_aggregate_does_not_depend_on_arrival_order(bank, direction):
+    User, Account, Transfer = bank
+
+    @sink
+    def totals(uid: User.uuid,
+               txns: User.transfers[Transfer.status == "successful", after(days_ago=60)]):
+        pass
+
+    updates = [{"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(0)}] + [
+        {"transfer.id": f"t{i}", "transfer.user_id": "u1", "transfer.amount": float(i),
+         "transfer.status": "successful" if i % 3 else "failed", "transfer.created_at": at(i * 7)}
+        for i in range(20)]
+    found, _ = run([totals], updates if direction == "forward" else updates[::-1])
+    last = found["totals"][-1][1]["txns"]
+    frame = last.frame(totals.spec.inputs[1].ref)
+    assert frame_ids(last, totals, "txns") == sorted(f"t{i}" for i in range(11, 20) if i % 3)
+    assert frame[Transfer.amount].sum() == sum(float(i) for i in range(11, 20) if i % 3)

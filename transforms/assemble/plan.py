@@ -1,0 +1,182 @@
+"""Input plans: what the assemble stage must hold and join for a set of sinks, as plain data.
+
+A root class and the sinks reading it compile into a tree of :class:`Node`s,
+one per relation path the sinks follow (``User`` → ``account`` → ``bank``;
+``User`` → ``transfers``). Each non-root node is joined to its parent by an
+:class:`Edge`:
+
+- child-keyed: the child holds the parent's primary key (``Account.user_id ==
+  User.uuid``), so a child row goes straight to its parent's state;
+- parent-keyed: the parent holds the child's key or any other feature
+  (``User.account_id == Account.id``), so child rows meet their parents in a
+  lookup keyed by the join value.
+
+Everything here is strings, types and tuples, so the DoFns holding a plan
+pickle without the user's classes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from sinks.features import Feature, Ref, info
+from sinks.filters import And, Filter, TimeWindow
+from sinks.sink import Sink
+
+
+@dataclass(frozen=True)
+class ClassSchema:
+    """One feature class's scalar features, as the parser needs them."""
+
+    namespace: str
+    name: str
+    primary: str
+    time: Optional[str]
+    types: Tuple[Tuple[str, Any, bool], ...]    # (attr, python type, optional)
+    relations: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """How a node's rows join its parent's: ``parent.parent_attrs == child.child_attrs``."""
+
+    relation: str                  # the parent's relation attribute (``account``)
+    many: bool
+    parent_attrs: Tuple[str, ...]
+    child_attrs: Tuple[str, ...]
+    child_keyed: bool              # parent_attrs is the parent's primary key alone
+
+
+@dataclass
+class Node:
+    """A class reached by one relation path from the root, with the relations below it."""
+
+    schema: ClassSchema
+    path: Tuple[str, ...]
+    edge: Optional[Edge] = None
+    children: Dict[str, "Node"] = field(default_factory=dict)
+    # Rows of a has-many node older than this (on the parent's clock) are pruned; None keeps all.
+    horizon: Optional[timedelta] = None
+
+    @property
+    def label(self) -> str:
+        return ".".join((self.schema.namespace,) + self.path)
+
+    def post_order(self) -> Iterable["Node"]:
+        for child in self.children.values():
+            yield from child.post_order()
+        yield self
+
+
+@dataclass(frozen=True)
+class SinkInputPlan:
+    """One value a sink receives: a parameter (per-row) or a column (batch)."""
+
+    name: str
+    path: Tuple[str, ...]          # has-one relations from the root, then the feature or has-many relation
+    many: bool
+    optional: bool
+
+
+@dataclass(frozen=True)
+class SinkPlan:
+    name: str
+    inputs: Tuple[SinkInputPlan, ...]
+    # Root features (other than the key) and top-level relations whose updates fire the sink.
+    triggers: frozenset
+
+
+@dataclass
+class RootPlan:
+    root: Node
+    sinks: Tuple[SinkPlan, ...]
+
+    @property
+    def name(self) -> str:
+        return self.root.schema.name
+
+
+def schema_of(cls: type) -> ClassSchema:
+    class_info = info(cls)
+    time = class_info.feature_time
+    return ClassSchema(
+        namespace=class_info.namespace,
+        name=cls.__name__,
+        primary=class_info.primary.name,
+        time=time.name if time is not None else None,
+        types=tuple((f.name, f.type, f.optional) for f in class_info.scalars),
+        relations=tuple(name for name, f in class_info.features.items() if f.kind != "scalar"),
+    )
+
+
+def edge_of(relation: Feature) -> Edge:
+    pairs = relation.join.pairs
+    parent_attrs = tuple(parent.name for parent, _ in pairs)
+    return Edge(
+        relation=relation.name,
+        many=relation.kind == "has_many",
+        parent_attrs=parent_attrs,
+        child_attrs=tuple(child.name for _, child in pairs),
+        child_keyed=parent_attrs == (info(relation.owner).primary.name,),
+    )
+
+
+def plan_roots(sinks: Iterable[Sink], allowed_lateness: timedelta = timedelta(0)) -> List[RootPlan]:
+    """One plan per root class; sinks that share a root share its plan (and its state)."""
+    by_root: Dict[type, List[Sink]] = {}
+    for s in sinks:
+        by_root.setdefault(s.spec.root, []).append(s)
+    return [_plan_root(root, group, allowed_lateness) for root, group in by_root.items()]
+
+
+def _plan_root(root_cls: type, sinks: List[Sink], allowed_lateness: timedelta) -> RootPlan:
+    root = Node(schema_of(root_cls), ())
+    windows: Dict[Tuple[str, ...], List[Optional[timedelta]]] = {}
+    plans = []
+    for s in sinks:
+        inputs, triggers = [], set()
+        for item in s.spec.inputs:
+            ref = item.ref
+            node = root
+            for step in ref.steps[:-1] + ((ref.leaf,) if item.is_has_many else ()):
+                node = node.children.get(step.name) or _add_child(node, step)
+            path = tuple(step.name for step in ref.steps)
+            if item.is_has_many:
+                windows.setdefault(path, []).append(_bounding_window(ref))
+            name = item.parameter if not s.spec.is_batch else ref.fqn
+            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional))
+            if len(path) > 1 or item.is_has_many or path[0] != root.schema.primary:
+                triggers.add(path[0])
+        plans.append(SinkPlan(s.spec.name, tuple(inputs), frozenset(triggers)))
+    for path, bounds in windows.items():
+        node = root
+        for attr in path:
+            node = node.children[attr]
+        if all(bound is not None for bound in bounds):
+            node.horizon = max(bounds) + allowed_lateness
+    return RootPlan(root, tuple(plans))
+
+
+def _add_child(parent: Node, relation: Feature) -> Node:
+    child = Node(schema_of(relation.related), parent.path + (relation.name,), edge_of(relation))
+    parent.children[relation.name] = child
+    return child
+
+
+def _bounding_window(ref: Ref) -> Optional[timedelta]:
+    """How far back a has-many input looks: its ``after()`` window on the related class's
+    FeatureTime, when the filters require one; None when it may read rows of any age."""
+    related_time = info(ref.leaf.related).feature_time
+    bounds = [w.ago for f in ref.filters for w in _required_windows(f)
+              if w.side == "after" and (w.index is None or w.index.leaf is related_time)]
+    return min(bounds) if bounds else None
+
+
+def _required_windows(item: Filter) -> Iterable[TimeWindow]:
+    """Windows every matching row must satisfy (those reached through ``&`` only)."""
+    if isinstance(item, TimeWindow):
+        yield item
+    elif isinstance(item, And):
+        yield from _required_windows(item.left)
+        yield from _required_windows(item.right)

@@ -1,0 +1,54 @@
+"""``RelatedRows``: a has-many input as the assemble stage emits it, and its ``DataFrame``.
+
+The state stage hands on the rows it holds and the firing's time; the sink's
+filters, time window and projection are applied by pyarrow when the sink is
+called (``CallSink``), so the keyed stage stays cheap.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, List
+
+from sinks.dataframe import DataFrame
+from sinks.features import Ref, info
+from transforms.assemble.parse import to_micros
+
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_EARLIEST_MICROS = to_micros(_EARLIEST)
+
+
+def moment(time: int) -> datetime:
+    """A clock reading (µs since the epoch) as an aware datetime; the earliest one for 'no time'."""
+    return _EARLIEST + timedelta(microseconds=max(time, _EARLIEST_MICROS) - _EARLIEST_MICROS)
+
+
+class RelatedRows:
+    """The related rows an entity holds for one has-many input, and the firing's time ``now`` (µs)."""
+
+    __slots__ = ("rows", "now")
+
+    def __init__(self, rows: List[Dict[str, Any]], now: int) -> None:
+        self.rows, self.now = rows, now
+
+    def __reduce__(self) -> Any:
+        return RelatedRows, (self.rows, self.now)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, RelatedRows) and (self.rows, self.now) == (other.rows, other.now)
+
+    def __repr__(self) -> str:
+        return f"RelatedRows({self.rows!r}, now={moment(self.now).isoformat()})"
+
+    def frame(self, ref: Ref) -> DataFrame:
+        """The ``DataFrame`` a sink parameter annotated ``ref`` receives: every scalar feature of
+        the related class, filtered (windows end at ``now``) and projected as ``ref`` says."""
+        related = info(ref.leaf.related)
+        columns = related.scalars
+        prefix = related.namespace + "."
+        rows = [{prefix + f.name: row.get(f.name) for f in columns} for row in self.rows]
+        result = DataFrame(rows, columns=columns, time_column=related.feature_time, now=moment(self.now))
+        if ref.filters:
+            result = result.filter(*ref.filters)
+        if ref.projection:
+            result = result[tuple(ref.projection)]
+        return result

@@ -1,0 +1,283 @@
+"""The stateful DoFns of the assemble stage: one entity's state per key, and join lookups.
+
+Messages between them, keyed by the entity (or join value) they are for:
+
+- ``(OWN, time, values)``: an update of the entity itself (attribute → value);
+- ``(REL, relation, join_value, child_key, time, row)``: the current row of a
+  related entity, ``row=None`` when it left this join value;
+- ``(MEMBER, parent_key)``: a parent now holds this join value (lookups only).
+
+Times are microseconds since the epoch. An entity's *clock* is the latest time
+of anything it has received; it never goes back, so what a sink sees does not
+depend on the order Beam delivers updates in.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+
+from transforms.assemble.parse import to_micros
+from transforms.assemble.plan import Edge, Node, SinkPlan
+from transforms.assemble.related import RelatedRows
+
+OWN, REL, MEMBER = 0, 1, 2
+NEVER = -(2 ** 63)
+def micros(value: Optional[timedelta]) -> Optional[int]:
+    return None if value is None else value // timedelta(microseconds=1)
+
+
+def join_value(values: Dict[str, Any], attrs: Tuple[str, ...]) -> Any:
+    """The value of a join's features in ``values`` (a tuple for joins on several); None if unknown."""
+    if len(attrs) == 1:
+        return values.get(attrs[0])
+    found = tuple(values.get(a) for a in attrs)
+    return None if None in found else found
+
+
+class _Child:
+    """What an entity needs to know about one of its relations."""
+
+    __slots__ = ("edge", "horizon", "time_attr")
+
+    def __init__(self, node: Node) -> None:
+        self.edge: Edge = node.edge
+        self.horizon = micros(node.horizon)
+        self.time_attr = node.schema.time
+
+
+class EntityState:
+    """One entity's state: its own features (latest by event time) and its related rows."""
+
+    __slots__ = ("values", "times", "clock", "seen", "routed", "related")
+
+    def __init__(self) -> None:
+        self.values: Dict[str, Any] = {}
+        self.times: Dict[str, int] = {}
+        self.clock = NEVER
+        self.seen = False
+        self.routed: Any = None          # the join value this entity's row was last sent to
+        self.related: Dict[str, Dict[Any, Dict[Any, Tuple[int, Dict[str, Any], int]]]] = {}
+
+    def __getstate__(self) -> tuple:
+        return self.values, self.times, self.clock, self.seen, self.routed, self.related
+
+    def __setstate__(self, state: tuple) -> None:
+        self.values, self.times, self.clock, self.seen, self.routed, self.related = state
+
+    def held(self) -> int:
+        return sum(len(rows) for by_value in self.related.values() for rows in by_value.values())
+
+
+class EntityStateFn(beam.DoFn):
+    """Keeps one node's entities; emits each entity's row to its parent, or, at the root, fires sinks.
+
+    Input: ``(key, [messages])`` (grouped within a bundle; order kept).
+    Output at a non-root node: ``(join_value, REL message)`` for the parent's side;
+    at the root: ``(key, update)`` on the output named after each sink it fires,
+    timestamped with the entity's clock.
+    """
+
+    STATE = ReadModifyWriteStateSpec("entity", coders.PickleCoder())
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+
+    def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...] = ()) -> None:
+        self.label = node.label
+        self.primary = node.schema.primary
+        self.edge = node.edge
+        self.children = {name: _Child(child) for name, child in node.children.items()}
+        self.sinks = sinks
+        # A has-many row forgets itself once no window can reach it; so does its parent, row by row.
+        self.lifetime = micros(node.horizon) if node.edge is not None and node.edge.many else None
+        self.prunes = any(c.horizon is not None for c in self.children.values())
+        # After this long without updates, everything prunable is gone.
+        self.quiet = max([self.lifetime or 0] + [c.horizon for c in self.children.values() if c.horizon])
+        self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
+        self.rows_pruned = Metrics.counter(f"sinks.assemble.{self.label}", "related_rows_pruned")
+
+    def process(self, element: Tuple[Any, List[tuple]],
+                stored=beam.DoFn.StateParam(STATE),
+                expire=beam.DoFn.TimerParam(EXPIRE)) -> Iterable[Any]:
+        key, messages = element
+        state = stored.read() or EntityState()
+        clock_before = state.clock
+        for message in messages:
+            first = not state.seen and message[0] == OWN
+            carried = self._apply(state, key, message)
+            if not state.seen:
+                continue
+            if self.sinks:
+                yield from self._fire(state, key, carried, first)
+            else:
+                yield from self._route(state, key)
+        if self.prunes:
+            self._prune(state, state.clock)
+            self.rows_held.update(state.held())
+        stored.write(state)
+        if state.clock > clock_before and (self.prunes or self.lifetime is not None):
+            self._arm(state, expire)
+
+    @on_timer(EXPIRE)
+    def on_expire(self, fired=beam.DoFn.TimestampParam, stored=beam.DoFn.StateParam(STATE)) -> None:
+        state = stored.read()
+        if state is None:
+            return
+        if self.lifetime is not None and fired.micros >= state.clock + self.lifetime:
+            stored.clear()
+        elif self.prunes:
+            # The watermark has passed ``fired``: no later update can bring a window back below it.
+            self._prune(state, fired.micros)
+            stored.write(state)
+
+    def _apply(self, state: EntityState, key: Any, message: tuple) -> Iterable[str]:
+        """Merges one message into the state; returns the features or relation it carried."""
+        if message[0] == OWN:
+            _, time, values = message
+            for attr, value in values.items():
+                if time >= state.times.get(attr, NEVER):
+                    state.values[attr] = value
+                    state.times[attr] = time
+            state.seen = True
+            state.clock = max(state.clock, time)
+            carried = list(values)
+            for name, child in self.children.items():
+                if not child.edge.child_keyed and any(a in values for a in child.edge.parent_attrs):
+                    self._keep_current(state, name, child.edge)
+                    carried.append(name)     # a new join value is a new related row
+            return carried
+        _, relation, value, child_key, time, row = message
+        rows = state.related.setdefault(relation, {}).setdefault(value, {})
+        held = rows.get(child_key)
+        if held is None or time >= held[0]:
+            if row is None:
+                rows.pop(child_key, None)
+            else:
+                child = self.children[relation]
+                row_time = row.get(child.time_attr) if child.time_attr else None
+                rows[child_key] = (time, row, to_micros(row_time) if row_time is not None else time)
+        state.clock = max(state.clock, time)
+        edge = self.children[relation].edge
+        if not edge.child_keyed and value != join_value(state.values, edge.parent_attrs):
+            return ()   # kept in case this entity's own update naming ``value`` is still on its way
+        return (relation,)
+
+    def _keep_current(self, state: EntityState, relation: str, edge: Edge) -> None:
+        # Rows kept for join values this entity no longer holds are dropped when it moves.
+        current = join_value(state.values, edge.parent_attrs)
+        by_value = state.related.get(relation)
+        if by_value:
+            for value in [v for v in by_value if v != current]:
+                del by_value[value]
+
+    def _rows(self, state: EntityState, key: Any, relation: str) -> Optional[Dict[Any, tuple]]:
+        edge = self.children[relation].edge
+        value = key if edge.child_keyed else join_value(state.values, edge.parent_attrs)
+        return state.related.get(relation, {}).get(value)
+
+    def row(self, state: EntityState, key: Any) -> Dict[str, Any]:
+        """The entity's features, with each relation resolved: a row (has-one) or a list (has-many)."""
+        row = dict(state.values)
+        for name, child in self.children.items():
+            rows = self._rows(state, key, name)
+            if child.edge.many:
+                row[name] = [held[1] for held in rows.values()] if rows else []
+            else:
+                row[name] = max(rows.values(), key=_time)[1] if rows else None
+        return row
+
+    def _route(self, state: EntityState, key: Any) -> Iterable[tuple]:
+        value = join_value(state.values, self.edge.child_attrs)
+        if state.routed is not None and state.routed != value:
+            yield state.routed, (REL, self.edge.relation, state.routed, key, state.clock, None)
+        state.routed = value
+        if value is not None:
+            yield value, (REL, self.edge.relation, value, key, state.clock, self.row(state, key))
+
+    def _fire(self, state: EntityState, key: Any, carried: Iterable[str], first: bool) -> Iterable[Any]:
+        """Each sink reading something the message carried (anything, on the entity's first
+        appearance) is fired, once its required inputs are all known."""
+        row = None
+        for sink in self.sinks:
+            if not first and sink.triggers.isdisjoint(carried):
+                continue
+            row = row or self.row(state, key)
+            update = _inputs(sink, row, state.clock)
+            if update is not None:
+                yield TaggedOutput(sink.name, TimestampedValue((key, update), Timestamp(micros=state.clock)))
+
+    def _prune(self, state: EntityState, now: int) -> None:
+        for name, child in self.children.items():
+            if child.horizon is None or name not in state.related:
+                continue
+            bound = now - child.horizon
+            for rows in state.related[name].values():
+                old = [k for k, held in rows.items() if held[2] < bound]
+                for k in old:
+                    del rows[k]
+                self.rows_pruned.inc(len(old))
+
+    def _arm(self, state: EntityState, expire: Any) -> None:
+        """Sets the timer that forgets this entity's expired rows should it go quiet."""
+        expire.set(Timestamp(micros=min(state.clock + self.quiet + 1, MAX_TIMESTAMP.micros)))
+
+
+def _time(held: tuple) -> int:
+    return held[0]
+
+
+def _inputs(sink: SinkPlan, row: Dict[str, Any], now: int) -> Optional[Dict[str, Any]]:
+    """A sink's inputs from the root's resolved row; None while a required one is unknown."""
+    update = {}
+    for item in sink.inputs:
+        value: Any = row
+        for attr in item.path:
+            value = value.get(attr) if value is not None else None
+        if item.many:
+            value = RelatedRows(value or [], now)
+        elif value is None and not item.optional:
+            return None
+        update[item.name] = value
+    return update
+
+
+class LookupFn(beam.DoFn):
+    """A parent-keyed join: keyed by join value, it brings child rows and their parents together.
+
+    Input: ``(join_value, [REL or MEMBER messages])``; output: ``(parent_key, REL message)``
+    for each parent holding that value. A parent that moved on still receives rows
+    for its old value; its own state ignores them.
+    """
+
+    STATE = ReadModifyWriteStateSpec("lookup", coders.PickleCoder())
+
+    def process(self, element: Tuple[Any, List[tuple]],
+                stored=beam.DoFn.StateParam(STATE)) -> Iterable[Tuple[Any, tuple]]:
+        value, messages = element
+        rows, members = stored.read() or ({}, set())
+        for message in messages:
+            if message[0] == MEMBER:
+                parent = message[1]
+                if parent not in members:
+                    members.add(parent)
+                    for child_key, held in rows.items():
+                        yield parent, held
+                continue
+            _, _, _, child_key, time, row = message
+            held = rows.get(child_key)
+            if held is not None and time < held[4]:
+                continue
+            if row is None:
+                rows.pop(child_key, None)
+            else:
+                rows[child_key] = message
+            for parent in members:
+                yield parent, message
+        stored.write((rows, members))
