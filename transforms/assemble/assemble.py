@@ -27,8 +27,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 from sinks.sink import Sink
 from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of
-from transforms.assemble.plan import ClassSchema, Edge, Node, RootPlan, plan_roots
-from transforms.assemble.state import MEMBER, OWN, EntityStateFn, LookupFn, join_value
+from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
+from transforms.assemble.state import MEMBER, OWN, REL, EntityStateFn, LookupFn, join_value
 from transforms.buffer import GroupWithinBundle
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 
@@ -37,11 +37,16 @@ MAX_GROUP = 1000
 
 
 class _ParseFn(beam.DoFn):
-    """Checks and coerces updates; emits ``(key, OWN message)`` on the output named after its
-    namespace, timestamped with its event time, or a dead letter."""
+    """Checks and coerces updates, timestamped with their event time, and sends each on as
+    ``(key, OWN message)`` on the output named after its namespace (for classes with a stage
+    of their own) and as ``(join value, REL message)`` on the output of each relation whose
+    rows it is (classes without); anything unusable goes to dead letters with the reason."""
 
-    def __init__(self, parser: UpdateParser) -> None:
+    def __init__(self, parser: UpdateParser, staged: Iterable[str],
+                 routes: Dict[str, List[Tuple[str, Edge]]]) -> None:
         self.parser = parser
+        self.staged = frozenset(staged)
+        self.routes = routes
         self.parsed = Metrics.counter("sinks.assemble", "updates")
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
 
@@ -53,8 +58,21 @@ class _ParseFn(beam.DoFn):
             yield TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))
             return
         self.parsed.inc()
-        yield TaggedOutput(parsed.namespace, TimestampedValue(
-            (parsed.key, (OWN, parsed.time, parsed.values)), Timestamp(micros=parsed.time)))
+        namespace, key, time, values = parsed.namespace, parsed.key, parsed.time, parsed.values
+        at = Timestamp(micros=time)
+        if namespace in self.staged:
+            yield TaggedOutput(namespace, TimestampedValue((key, (OWN, time, values)), at))
+        for tag, edge in self.routes.get(namespace, ()):
+            value = join_value(values, edge.child_attrs)
+            if value is None:
+                self.rejected.inc()
+                needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
+                error = BadUpdate(f"an update of a related row must carry its join key {needed} "
+                                  f"(relation '{edge.relation}')")
+                yield TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))
+                continue
+            yield TaggedOutput(tag, TimestampedValue(
+                (value, (REL, edge.relation, value, key, time, values)), at))
 
 
 def _memberships(element: Tuple[Any, tuple], edge: Edge) -> Iterable[Tuple[Any, tuple]]:
@@ -90,34 +108,45 @@ class Assemble(beam.PTransform):
         self.schemas = schemas_of(s.spec.root for s in sinks)
 
     def expand(self, updates: beam.PCollection) -> Dict[str, beam.PCollection]:
-        parsed = updates | "Parse" >> beam.ParDo(_ParseFn(UpdateParser(self.schemas))).with_outputs(
-            DEAD_LETTERS, *self.schemas)
-        outputs: Dict[str, beam.PCollection] = {DEAD_LETTERS: parsed[DEAD_LETTERS]}
+        nodes = [node for plan in self.plans for node in plan.root.post_order()]
+        staged = {node.schema.namespace for node in nodes if node.edge is None or node.children}
+        routes: Dict[str, List[Tuple[str, Edge]]] = {}
+        for node in nodes:
+            if node.edge is not None and not node.children:
+                routes.setdefault(node.schema.namespace, []).append((_route_tag(node), node.edge))
+        tags = [DEAD_LETTERS, *staged, *(tag for found in routes.values() for tag, _ in found)]
+        parsed = updates | "Parse" >> beam.ParDo(
+            _ParseFn(UpdateParser(self.schemas), staged, routes)).with_outputs(*tags)
+        outputs: Dict[str, beam.PCollection] = {}
         for plan in self.plans:
-            outputs.update(self._root(plan, parsed))
+            fired = self._state(plan.root, parsed, plan.sinks)
+            outputs.update((sink.name, fired[sink.name]) for sink in plan.sinks)
+        outputs[DEAD_LETTERS] = parsed[DEAD_LETTERS]
         return outputs
-
-    def _root(self, plan: RootPlan, parsed: Any) -> Dict[str, beam.PCollection]:
-        root = plan.root
-        fired = self._state(root, parsed, plan.sinks)
-        return {sink.name: fired[sink.name] for sink in plan.sinks}
 
     def _state(self, node: Node, parsed: Any, sinks: Tuple = ()) -> Any:
         """The stateful stage of ``node``, fed its own updates and its children's rows."""
         own = parsed[node.schema.namespace]
-        inputs: List[beam.PCollection] = [own]
-        for child in node.children.values():
-            rows = self._state(child, parsed)
-            if not child.edge.child_keyed:
-                members = own | f"Members[{child.label}]" >> beam.FlatMap(_memberships, child.edge)
-                join_type = _key_type(child.schema, child.edge.child_attrs)
-                rows = self._keyed(f"Lookup[{child.label}]", (rows, members), LookupFn(), join_type)
-            inputs.append(rows)
+        inputs = [own] + [self._related(child, own, parsed) for child in node.children.values()]
         step = EntityStateFn(node, sinks)
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
         key_type = _key_type(node.schema, (node.schema.primary,))
         return self._keyed(f"State[{node.label}]", tuple(inputs), step, key_type)
+
+    def _related(self, child: Node, parent_updates: beam.PCollection, parsed: Any) -> beam.PCollection:
+        """REL messages for the parent of ``child``, keyed by the parent's key.
+
+        A class with relations of its own needs a stage of its own to assemble its rows;
+        the updates of one without go straight on, by the join key they carry.
+        """
+        rows = self._state(child, parsed) if child.children else parsed[_route_tag(child)]
+        if child.edge.child_keyed:
+            return rows
+        members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, child.edge)
+        join_type = _key_type(child.schema, child.edge.child_attrs)
+        return self._keyed(f"Lookup[{child.label}]", (rows, members),
+                           LookupFn(child.edge.relation, child.schema.time), join_type)
 
     @staticmethod
     def _keyed(label: str, inputs: Tuple[beam.PCollection, ...], step: Any, key_type: Any) -> Any:
@@ -127,6 +156,10 @@ class Assemble(beam.PTransform):
             | f"{label}/Group" >> beam.ParDo(GroupWithinBundle(MAX_GROUP)).with_output_types(
                 Tuple[key_type, List[Any]]))
         return grouped | label >> (step if isinstance(step, beam.PTransform) else beam.ParDo(step))
+
+
+def _route_tag(node: Node) -> str:
+    return f"rows:{node.label}"
 
 
 def _key_type(schema: ClassSchema, attrs: Tuple[str, ...]) -> Any:

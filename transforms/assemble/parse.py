@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from sinks.features import info
 from transforms.assemble.plan import ClassSchema, schema_of
@@ -113,6 +113,9 @@ def _bytes(value: Any) -> bytes:
     raise TypeError("expected bytes")
 
 
+# Types whose values pass as they are when they already have exactly that type.
+_EXACT = (str, int, bool)
+
 _COERCIONS: Dict[Any, Callable[[Any], Any]] = {
     str: _text, int: _integer, float: _number, bool: _boolean,
     datetime: _moment, date: _day, Decimal: _decimal, bytes: _bytes,
@@ -124,9 +127,12 @@ class UpdateParser:
 
     def __init__(self, schemas: Mapping[str, ClassSchema]) -> None:
         self.schemas = dict(schemas)
-        self._fields = {
-            namespace: {attr: (_COERCIONS.get(kind), optional) for attr, kind, optional in schema.types}
-            for namespace, schema in self.schemas.items()}
+        # Fully qualified name → (namespace, attribute, exact type, coercion, optional): a value
+        # whose type is exactly the declared one (str, int, bool) passes without coercion.
+        self._fields: Dict[str, Tuple[str, str, Any, Optional[Callable[[Any], Any]], bool]] = {
+            f"{namespace}.{attr}": (namespace, attr, kind if kind in _EXACT else None,
+                                    _COERCIONS.get(kind), optional)
+            for namespace, schema in self.schemas.items() for attr, kind, optional in schema.types}
 
     def parse(self, update: Any, element_time: int) -> ParsedUpdate:
         """The checked update; ``element_time`` (µs) is its time when its class has no FeatureTime value."""
@@ -134,17 +140,16 @@ class UpdateParser:
             raise BadUpdate(f"a feature update is a mapping of feature names to values, not {type(update).__name__}")
         if not update:
             raise BadUpdate("empty update: it names no feature")
-        namespace = self._namespace(update)
-        schema, fields = self.schemas[namespace], self._fields[namespace]
+        fields = self._fields
+        namespace = None
         values = {}
         for name, value in update.items():
-            attr = name[len(namespace) + 1:]
-            if attr not in fields:
-                if attr in schema.relations:
-                    raise BadUpdate(f"'{name}' is a relation; send its rows as updates of their own class")
-                raise BadUpdate(f"unknown feature '{name}': {schema.name} has "
-                                f"{', '.join(namespace + '.' + a for a in fields)}")
-            values[attr] = self._coerce(name, value, *fields[attr])
+            field = fields.get(name)
+            if field is None or (namespace is not None and field[0] != namespace):
+                raise self._misnamed(update, name)
+            namespace, attr, exact, coerce, optional = field
+            values[attr] = value if type(value) is exact else self._coerce(name, value, coerce, optional)
+        schema = self.schemas[namespace]
         key = values.get(schema.primary)
         if key is None:
             raise BadUpdate(f"missing primary key '{namespace}.{schema.primary}'")
@@ -152,18 +157,23 @@ class UpdateParser:
         time = to_micros(moment) if moment is not None else element_time
         return ParsedUpdate(namespace, key, time, values)
 
-    def _namespace(self, update: Mapping) -> str:
+    def _misnamed(self, update: Mapping, name: Any) -> BadUpdate:
+        """Why ``name`` cannot be read: a bad name, a second namespace, an unknown namespace or feature."""
         namespaces = set()
-        for name in update:
-            if not isinstance(name, str) or "." not in name:
-                raise BadUpdate(f"feature name {name!r} is not 'namespace.feature'")
-            namespaces.add(name.split(".", 1)[0])
+        for each in update:
+            if not isinstance(each, str) or "." not in each:
+                return BadUpdate(f"feature name {each!r} is not 'namespace.feature'")
+            namespaces.add(each.split(".", 1)[0])
         if len(namespaces) > 1:
-            raise BadUpdate(f"an update names one namespace; this one names {', '.join(sorted(namespaces))}")
+            return BadUpdate(f"an update names one namespace; this one names {', '.join(sorted(namespaces))}")
         (namespace,) = namespaces
-        if namespace not in self.schemas:
-            raise BadUpdate(f"unknown namespace '{namespace}' (known: {', '.join(sorted(self.schemas))})")
-        return namespace
+        schema = self.schemas.get(namespace)
+        if schema is None:
+            return BadUpdate(f"unknown namespace '{namespace}' (known: {', '.join(sorted(self.schemas))})")
+        if name[len(namespace) + 1:] in schema.relations:
+            return BadUpdate(f"'{name}' is a relation; send its rows as updates of their own class")
+        return BadUpdate(f"unknown feature '{name}': {schema.name} has "
+                         f"{', '.join(namespace + '.' + attr for attr, _, _ in schema.types)}")
 
     @staticmethod
     def _coerce(name: str, value: Any, coerce: Optional[Callable[[Any], Any]], optional: bool) -> Any:

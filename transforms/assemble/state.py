@@ -3,13 +3,16 @@
 Messages between them, keyed by the entity (or join value) they are for:
 
 - ``(OWN, time, values)``: an update of the entity itself (attribute → value);
-- ``(REL, relation, join_value, child_key, time, row)``: the current row of a
-  related entity, ``row=None`` when it left this join value;
+- ``(REL, relation, join_value, child_key, time, values)``: an update of a related
+  row (some or all of its attributes), or ``values=None`` when that row left this
+  join value;
 - ``(MEMBER, parent_key)``: a parent now holds this join value (lookups only).
 
-Times are microseconds since the epoch. An entity's *clock* is the latest time
-of anything it has received; it never goes back, so what a sink sees does not
-depend on the order Beam delivers updates in.
+Both the entity's own features and each related row merge the same way: what an
+update carries replaces what is held unless the held value is newer. Times are
+microseconds since the epoch. An entity's *clock* is the latest time of anything
+it has received; it never goes back, so what a sink sees does not depend on the
+order Beam delivers updates in.
 """
 from __future__ import annotations
 
@@ -81,63 +84,57 @@ class EntityStateFn(beam.DoFn):
     """Keeps one node's entities; emits each entity's row to its parent, or, at the root, fires sinks.
 
     Input: ``(key, [messages])`` (grouped within a bundle; order kept).
-    Output at a non-root node: ``(join_value, REL message)`` for the parent's side;
-    at the root: ``(key, update)`` on the output named after each sink it fires,
-    timestamped with the entity's clock.
+    Output at a non-root node: ``(join_value, REL message)`` with the entity's whole row,
+    for the parent's side; at the root: ``(key, update)`` on the output named after each
+    sink it fires, timestamped with the entity's clock.
     """
 
     STATE = ReadModifyWriteStateSpec("entity", coders.PickleCoder())
-    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+    PRUNE = TimerSpec("prune", TimeDomain.WATERMARK)
 
     def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...] = ()) -> None:
         self.label = node.label
-        self.primary = node.schema.primary
         self.edge = node.edge
         self.children = {name: _Child(child) for name, child in node.children.items()}
         self.sinks = sinks
-        # A has-many row forgets itself once no window can reach it; so does its parent, row by row.
-        self.lifetime = micros(node.horizon) if node.edge is not None and node.edge.many else None
-        self.prunes = any(c.horizon is not None for c in self.children.values())
-        # After this long without updates, everything prunable is gone.
-        self.quiet = max([self.lifetime or 0] + [c.horizon for c in self.children.values() if c.horizon])
+        horizons = [c.horizon for c in self.children.values() if c.horizon is not None]
+        # After this long without updates, every row a window can no longer reach is gone.
+        self.quiet = max(horizons) if horizons else None
         self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
         self.rows_pruned = Metrics.counter(f"sinks.assemble.{self.label}", "related_rows_pruned")
 
     def process(self, element: Tuple[Any, List[tuple]],
                 stored=beam.DoFn.StateParam(STATE),
-                expire=beam.DoFn.TimerParam(EXPIRE)) -> Iterable[Any]:
+                prune=beam.DoFn.TimerParam(PRUNE)) -> Iterable[Any]:
         key, messages = element
         state = stored.read() or EntityState()
         clock_before = state.clock
         for message in messages:
             first = not state.seen and message[0] == OWN
-            carried = self._apply(state, key, message)
+            carried = self._apply(state, message)
             if not state.seen:
                 continue
             if self.sinks:
                 yield from self._fire(state, key, carried, first)
             else:
                 yield from self._route(state, key)
-        if self.prunes:
+        if self.quiet is not None:
             self._prune(state, state.clock)
             self.rows_held.update(state.held())
+            if state.clock > clock_before:
+                prune.set(Timestamp(micros=min(state.clock + self.quiet + 1, MAX_TIMESTAMP.micros)))
         stored.write(state)
-        if state.clock > clock_before and (self.prunes or self.lifetime is not None):
-            self._arm(state, expire)
 
-    @on_timer(EXPIRE)
-    def on_expire(self, fired=beam.DoFn.TimestampParam, stored=beam.DoFn.StateParam(STATE)) -> None:
+    @on_timer(PRUNE)
+    def on_prune(self, fired=beam.DoFn.TimestampParam, stored=beam.DoFn.StateParam(STATE)) -> None:
+        """For an entity gone quiet: the watermark has passed ``fired``, so no later update can
+        bring a window back below it; what lies before is dropped."""
         state = stored.read()
-        if state is None:
-            return
-        if self.lifetime is not None and fired.micros >= state.clock + self.lifetime:
-            stored.clear()
-        elif self.prunes:
-            # The watermark has passed ``fired``: no later update can bring a window back below it.
+        if state is not None and state.held():
             self._prune(state, fired.micros)
             stored.write(state)
 
-    def _apply(self, state: EntityState, key: Any, message: tuple) -> Iterable[str]:
+    def _apply(self, state: EntityState, message: tuple) -> Iterable[str]:
         """Merges one message into the state; returns the features or relation it carried."""
         if message[0] == OWN:
             _, time, values = message
@@ -153,16 +150,9 @@ class EntityStateFn(beam.DoFn):
                     self._keep_current(state, name, child.edge)
                     carried.append(name)     # a new join value is a new related row
             return carried
-        _, relation, value, child_key, time, row = message
-        rows = state.related.setdefault(relation, {}).setdefault(value, {})
-        held = rows.get(child_key)
-        if held is None or time >= held[0]:
-            if row is None:
-                rows.pop(child_key, None)
-            else:
-                child = self.children[relation]
-                row_time = row.get(child.time_attr) if child.time_attr else None
-                rows[child_key] = (time, row, to_micros(row_time) if row_time is not None else time)
+        _, relation, value, child_key, time, values = message
+        merge_row(state.related.setdefault(relation, {}).setdefault(value, {}),
+                  child_key, time, values, self.children[relation].time_attr)
         state.clock = max(state.clock, time)
         edge = self.children[relation].edge
         if not edge.child_keyed and value != join_value(state.values, edge.parent_attrs):
@@ -224,13 +214,23 @@ class EntityStateFn(beam.DoFn):
                     del rows[k]
                 self.rows_pruned.inc(len(old))
 
-    def _arm(self, state: EntityState, expire: Any) -> None:
-        """Sets the timer that forgets this entity's expired rows should it go quiet."""
-        expire.set(Timestamp(micros=min(state.clock + self.quiet + 1, MAX_TIMESTAMP.micros)))
-
-
 def _time(held: tuple) -> int:
     return held[0]
+
+
+def merge_row(rows: Dict[Any, tuple], child_key: Any, time: int, values: Optional[Dict[str, Any]],
+              time_attr: Optional[str]) -> None:
+    """Merges an update of a related row into ``rows`` (child key → (time, row, row time)):
+    its values replace the held ones unless those are newer; ``values=None`` removes the row."""
+    held = rows.get(child_key)
+    if held is not None and time < held[0]:
+        return
+    if values is None:
+        rows.pop(child_key, None)
+        return
+    row = {**held[1], **values} if held is not None else dict(values)
+    row_time = row.get(time_attr) if time_attr else None
+    rows[child_key] = (time, row, to_micros(row_time) if row_time is not None else time)
 
 
 def _inputs(sink: SinkPlan, row: Dict[str, Any], now: int) -> Optional[Dict[str, Any]]:
@@ -252,11 +252,15 @@ class LookupFn(beam.DoFn):
     """A parent-keyed join: keyed by join value, it brings child rows and their parents together.
 
     Input: ``(join_value, [REL or MEMBER messages])``; output: ``(parent_key, REL message)``
-    for each parent holding that value. A parent that moved on still receives rows
-    for its old value; its own state ignores them.
+    with the child's whole row, for each parent holding that value. A parent that moved on
+    still receives rows for its old value; its own state ignores them.
     """
 
     STATE = ReadModifyWriteStateSpec("lookup", coders.PickleCoder())
+
+    def __init__(self, relation: str, time_attr: Optional[str]) -> None:
+        self.relation = relation
+        self.time_attr = time_attr
 
     def process(self, element: Tuple[Any, List[tuple]],
                 stored=beam.DoFn.StateParam(STATE)) -> Iterable[Tuple[Any, tuple]]:
@@ -267,17 +271,14 @@ class LookupFn(beam.DoFn):
                 parent = message[1]
                 if parent not in members:
                     members.add(parent)
-                    for child_key, held in rows.items():
-                        yield parent, held
+                    for child_key, (time, row, _) in rows.items():
+                        yield parent, (REL, self.relation, value, child_key, time, row)
                 continue
-            _, _, _, child_key, time, row = message
+            _, _, _, child_key, time, values = message
+            merge_row(rows, child_key, time, values, self.time_attr)
             held = rows.get(child_key)
-            if held is not None and time < held[4]:
-                continue
-            if row is None:
-                rows.pop(child_key, None)
-            else:
-                rows[child_key] = message
+            forwarded = (REL, self.relation, value, child_key,
+                         held[0] if held else time, held[1] if held else None)
             for parent in members:
-                yield parent, message
+                yield parent, forwarded
         stored.write((rows, members))
