@@ -16,8 +16,10 @@ setup(
         "psycopg2-binary>=2.9",
         "pyarrow>=14",
     ],
+    entry_points={"console_scripts": ["feature-sinks = pipelines.__main__:console"]},
     extras_require={
         "mysql": ["pymysql>=1.1"],
+        "gcp": ["apache-beam[gcp]>=2.77,<3"],
         "test": ["pytest>=8", "pymysql>=1.1", "hypothesis>=6", "pandas>=2"],
     },
 )

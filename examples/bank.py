@@ -4,7 +4,7 @@ Run it with ``./run_local.sh``; read it as a tour of ``@sink``.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from collections import deque
 from typing import Optional
 
 from sqlalchemy import Float, Integer, String
@@ -64,7 +64,8 @@ class UserTxnAggregate(Base):
     total: Mapped[float] = mapped_column(Float)
 
 
-notifications: list = []
+# What the two custom sinks "sent": the latest notifications of this process, kept bounded.
+notifications: deque = deque(maxlen=1000)
 
 
 @sink

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import List
 
 from sinks.features import info
+from transforms.assemble.plan import edge_of, plan_roots
 from sinks.registry import Registry
 from sinks.sink import SinkSpec
 
@@ -17,7 +18,15 @@ def describe(spec: SinkSpec) -> List[str]:
         optional = " (optional)" if item.optional else ""
         lines.append(f"  input {item.parameter}: {item.ref!r}{optional}")
         for step in item.ref.steps[:-1] + ((item.ref.leaf,) if item.is_has_many else ()):
-            lines.append(f"    join {step!r}: {step.join!r}")
+            edge = edge_of(step)
+            how = ("rows go to their parent's state by that key" if edge.child_keyed
+                   else f"rows meet parents in a lookup keyed by {step.related.__name__}."
+                        f"{', '.join(edge.child_attrs)}")
+            lines.append(f"    join {step!r}: {step.join!r} ({how})")
+    (plan,) = plan_roots([spec])
+    for node in plan.root.post_order():
+        if node.horizon is not None:
+            lines.append(f"  keeps {node.label} rows for {node.horizon} behind the entity's clock, then prunes them")
     pacing = [f"{name}={value}" for name, value in (
         ("buffer_size", spec.buffer_size), ("debounce", spec.debounce), ("max_delay", spec.max_delay))
         if value is not None]
@@ -34,3 +43,30 @@ def describe(spec: SinkSpec) -> List[str]:
 def explain(registry: Registry) -> str:
     """The plan of every sink in ``registry``."""
     return "\n\n".join("\n".join(describe(s.spec)) for s in registry.sinks.values())
+
+
+def graph_dot(registry: Registry) -> str:
+    """The Beam graph of a job running every sink of ``registry``, as Graphviz DOT."""
+    import apache_beam as beam
+
+    from pipelines.build import JobSettings, build_job
+
+    pipeline = beam.Pipeline(runner="FnApiRunner")
+    updates = pipeline | "Updates" >> beam.Create([])
+    build_job(updates, registry, JobSettings(), validate=False)
+    proto = pipeline.to_runner_api()
+    transforms = proto.components.transforms
+    producers = {}
+    leaves = [tid for tid, t in transforms.items() if not t.subtransforms and t.unique_name]
+    for tid in leaves:
+        for pcoll in transforms[tid].outputs.values():
+            producers[pcoll] = tid
+    lines = ["digraph pipeline {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
+    for tid in leaves:
+        lines.append(f'  "{tid}" [label="{transforms[tid].unique_name}"];')
+    for tid in leaves:
+        for pcoll in transforms[tid].inputs.values():
+            if pcoll in producers:
+                lines.append(f'  "{producers[pcoll]}" -> "{tid}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,7 @@ def test_all_four_sinks_load():
 
 def test_per_row_custom_sink():
     bank.send_user_update("u1", "Gold", "Ann Lee")
-    assert bank.notifications == [("u1", "Gold", "Ann Lee")]
+    assert list(bank.notifications) == [("u1", "Gold", "Ann Lee")]
 
 
 def test_batch_sink_receives_a_dataframe():
@@ -34,7 +34,7 @@ def test_batch_sink_receives_a_dataframe():
         100, timedelta(milliseconds=100), timedelta(seconds=1))
     users = DataFrame([{User.uuid: f"u{i}", User.account.title: "Gold"} for i in range(3)])
     bank.batch_user_updates(users)
-    assert bank.notifications == [("batch", 3)]
+    assert list(bank.notifications) == [("batch", 3)]
 
 
 def test_export_returns_a_mapped_row():

@@ -309,4 +309,4 @@ def test_sinks_pickle_and_still_call():
     assert restored.spec.inputs[1].ref.leaf is bank.Account.title
     bank.notifications.clear()
     restored("u1", "Gold", "Ann")
-    assert bank.notifications == [("u1", "Gold", "Ann")]
+    assert list(bank.notifications) == [("u1", "Gold", "Ann")]

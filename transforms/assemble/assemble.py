@@ -104,7 +104,7 @@ class Assemble(beam.PTransform):
         super().__init__()
         if not sinks:
             raise ValueError("Assemble needs at least one sink")
-        self.plans = plan_roots(sinks, allowed_lateness)
+        self.plans = plan_roots([s.spec for s in sinks], allowed_lateness)
         self.schemas = schemas_of(s.spec.root for s in sinks)
 
     def expand(self, updates: beam.PCollection) -> Dict[str, beam.PCollection]:

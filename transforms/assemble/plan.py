@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from sinks.features import Feature, Ref, info
 from sinks.filters import And, Filter, TimeWindow
-from sinks.sink import Sink
+from sinks.sink import SinkSpec
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,8 @@ class Node:
     # Rows of a has-many node older than this (on the parent's clock) are pruned; None keeps all.
     horizon: Optional[timedelta] = None
 
-    @property
-    def label(self) -> str:
-        return ".".join((self.schema.namespace,) + self.path)
+    # Where the node sits, from the root: ``user``, ``user.account``, ``user.account.bank``.
+    label: str = ""
 
     def post_order(self) -> Iterable["Node"]:
         for child in self.children.values():
@@ -77,6 +76,8 @@ class SinkInputPlan:
     path: Tuple[str, ...]          # has-one relations from the root, then the feature or has-many relation
     many: bool
     optional: bool
+    # A has-many input's time window (``after(days_ago=60)``): its rows change as the clock moves.
+    window: Optional[timedelta] = None
 
 
 @dataclass(frozen=True)
@@ -122,33 +123,34 @@ def edge_of(relation: Feature) -> Edge:
     )
 
 
-def plan_roots(sinks: Iterable[Sink], allowed_lateness: timedelta = timedelta(0)) -> List[RootPlan]:
+def plan_roots(specs: Iterable[SinkSpec], allowed_lateness: timedelta = timedelta(0)) -> List[RootPlan]:
     """One plan per root class; sinks that share a root share its plan (and its state)."""
-    by_root: Dict[type, List[Sink]] = {}
-    for s in sinks:
-        by_root.setdefault(s.spec.root, []).append(s)
+    by_root: Dict[type, List[SinkSpec]] = {}
+    for spec in specs:
+        by_root.setdefault(spec.root, []).append(spec)
     return [_plan_root(root, group, allowed_lateness) for root, group in by_root.items()]
 
 
-def _plan_root(root_cls: type, sinks: List[Sink], allowed_lateness: timedelta) -> RootPlan:
-    root = Node(schema_of(root_cls), ())
+def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelta) -> RootPlan:
+    root = Node(schema_of(root_cls), (), label=info(root_cls).namespace)
     windows: Dict[Tuple[str, ...], List[Optional[timedelta]]] = {}
     plans = []
-    for s in sinks:
+    for spec in specs:
         inputs, triggers = [], set()
-        for item in s.spec.inputs:
+        for item in spec.inputs:
             ref = item.ref
             node = root
             for step in ref.steps[:-1] + ((ref.leaf,) if item.is_has_many else ()):
                 node = node.children.get(step.name) or _add_child(node, step)
             path = tuple(step.name for step in ref.steps)
+            window = _bounding_window(ref) if item.is_has_many else None
             if item.is_has_many:
-                windows.setdefault(path, []).append(_bounding_window(ref))
-            name = item.parameter if not s.spec.is_batch else ref.fqn
-            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional))
+                windows.setdefault(path, []).append(window)
+            name = item.parameter if not spec.is_batch else ref.fqn
+            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional, window))
             if len(path) > 1 or item.is_has_many or path[0] != root.schema.primary:
                 triggers.add(path[0])
-        plans.append(SinkPlan(s.spec.name, tuple(inputs), frozenset(triggers)))
+        plans.append(SinkPlan(spec.name, tuple(inputs), frozenset(triggers)))
     for path, bounds in windows.items():
         node = root
         for attr in path:
@@ -159,7 +161,8 @@ def _plan_root(root_cls: type, sinks: List[Sink], allowed_lateness: timedelta) -
 
 
 def _add_child(parent: Node, relation: Feature) -> Node:
-    child = Node(schema_of(relation.related), parent.path + (relation.name,), edge_of(relation))
+    child = Node(schema_of(relation.related), parent.path + (relation.name,), edge_of(relation),
+                 label=f"{parent.label}.{relation.name}")
     parent.children[relation.name] = child
     return child
 

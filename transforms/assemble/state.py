@@ -109,13 +109,15 @@ class EntityStateFn(beam.DoFn):
         key, messages = element
         state = stored.read() or EntityState()
         clock_before = state.clock
-        for message in messages:
+        # Within a bundle Beam's order is arbitrary; event time is the order the updates describe.
+        for message in sorted(messages, key=_message_time):
             first = not state.seen and message[0] == OWN
+            clock = state.clock
             carried = self._apply(state, message)
             if not state.seen:
                 continue
             if self.sinks:
-                yield from self._fire(state, key, carried, first)
+                yield from self._fire(state, key, carried, first, clock)
             else:
                 yield from self._route(state, key)
         if self.quiet is not None:
@@ -191,17 +193,34 @@ class EntityStateFn(beam.DoFn):
         if value is not None:
             yield value, (REL, self.edge.relation, value, key, state.clock, self.row(state, key))
 
-    def _fire(self, state: EntityState, key: Any, carried: Iterable[str], first: bool) -> Iterable[Any]:
+    def _fire(self, state: EntityState, key: Any, carried: Iterable[str], first: bool,
+              clock_before: int) -> Iterable[Any]:
         """Each sink reading something the message carried (anything, on the entity's first
-        appearance) is fired, once its required inputs are all known."""
+        appearance), or whose time window lost a row as the clock moved, is fired once its
+        required inputs are all known."""
         row = None
         for sink in self.sinks:
-            if not first and sink.triggers.isdisjoint(carried):
+            if not (first or not sink.triggers.isdisjoint(carried)
+                    or self._window_moved(state, key, sink, clock_before)):
                 continue
             row = row or self.row(state, key)
             update = _inputs(sink, row, state.clock)
             if update is not None:
                 yield TaggedOutput(sink.name, TimestampedValue((key, update), Timestamp(micros=state.clock)))
+
+    def _window_moved(self, state: EntityState, key: Any, sink: SinkPlan, clock_before: int) -> bool:
+        if state.clock == clock_before:
+            return False
+        for item in sink.inputs:
+            if item.window is None:
+                continue
+            if len(item.path) > 1:
+                return True     # a window below a has-one relation: assume it moved
+            rows = self._rows(state, key, item.path[0])
+            window = micros(item.window)
+            if rows and any(clock_before - window <= held[2] < state.clock - window for held in rows.values()):
+                return True
+        return False
 
     def _prune(self, state: EntityState, now: int) -> None:
         for name, child in self.children.items():
@@ -216,6 +235,10 @@ class EntityStateFn(beam.DoFn):
 
 def _time(held: tuple) -> int:
     return held[0]
+
+
+def _message_time(message: tuple) -> int:
+    return message[1] if message[0] == OWN else message[4]
 
 
 def merge_row(rows: Dict[Any, tuple], child_key: Any, time: int, values: Optional[Dict[str, Any]],

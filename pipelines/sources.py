@@ -1,0 +1,126 @@
+"""Sources of feature updates: JSONL, Parquet and CSV files (globs), read file by file, streaming.
+
+Each record is one feature update (``{"user.uuid": "u1", "user.full_name": "Ann"}``).
+CSV and Parquet cells that are empty or null are left out of the update (a partial
+update), since those formats cannot tell "no value" from "unchanged". A record that
+cannot be read (bad JSON, invalid UTF-8, a CSV row with too many cells) goes to the
+``dead_letters`` output with its file and line.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Dict, Iterable, Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.dead_letters import DEAD_LETTERS, dead_letter
+
+FORMATS = ("jsonl", "parquet", "csv")
+UPDATES = "updates"
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+
+
+class SourceError(ValueError):
+    """An input that cannot be read at all (no file matches, unknown format)."""
+
+
+def format_of(path: str, given: Optional[str] = None) -> str:
+    """The format of ``path``: as given, or from its suffix (``.gz``/``.bz2`` ignored)."""
+    if given:
+        if given not in FORMATS:
+            raise SourceError(f"--input-format {given!r}: expected one of {', '.join(FORMATS)}")
+        return given
+    name = path.lower()
+    for compressed in (".gz", ".bz2", ".zst", ".deflate"):
+        name = name.removesuffix(compressed)
+    for suffix, found in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return found
+    raise SourceError(f"{path}: cannot tell its format from its name; pass --input-format "
+                      f"({', '.join(FORMATS)})")
+
+
+def check_input(pattern: str, given_format: Optional[str] = None) -> int:
+    """Raises :class:`SourceError` unless ``pattern`` matches files of a known format; returns how many."""
+    matched = FileSystems.match([pattern])[0].metadata_list
+    if not matched:
+        raise SourceError(f"no input file matches {pattern!r}")
+    for metadata in matched:
+        format_of(metadata.path, given_format)
+    return len(matched)
+
+
+class _ReadFileFn(beam.DoFn):
+    def __init__(self, given_format: Optional[str]) -> None:
+        self.given_format = given_format
+        self.read = Metrics.counter("sinks.source", "updates_read")
+        self.unreadable = Metrics.counter("sinks.source", "dead_letters")
+
+    def process(self, path: str) -> Iterable[Any]:
+        kind = format_of(path, self.given_format)
+        compression = CompressionTypes.UNCOMPRESSED if kind == "parquet" else CompressionTypes.AUTO
+        with FileSystems.open(path, compression_type=compression) as handle:
+            records = {"jsonl": self._jsonl, "csv": self._csv, "parquet": self._parquet}[kind](path, handle)
+            for record in records:
+                if isinstance(record, TaggedOutput):
+                    self.unreadable.inc()
+                else:
+                    self.read.inc()
+                yield record
+
+    def _bad(self, path: str, line: int, error: Exception, text: Any) -> TaggedOutput:
+        return TaggedOutput(DEAD_LETTERS, dead_letter("read", None, error, {"file": path, "line": line, "text": text}))
+
+    def _jsonl(self, path: str, handle: Any) -> Iterable[Any]:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError) as error:
+                yield self._bad(path, number, error, raw[:2000].decode("utf-8", "replace"))
+
+    def _csv(self, path: str, handle: Any) -> Iterable[Any]:
+        reader = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", errors="strict", newline=""))
+        number = 1
+        try:
+            for number, row in enumerate(reader, 2):
+                if None in row:
+                    yield self._bad(path, number, ValueError("more cells than header columns"), row[None])
+                    continue
+                yield {name: value for name, value in row.items() if value not in ("", None)}
+        except (UnicodeDecodeError, csv.Error) as error:
+            yield self._bad(path, number + 1, error, "")
+
+    def _parquet(self, path: str, handle: Any) -> Iterable[Dict[str, Any]]:
+        import pyarrow.parquet as pq
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=10_000):
+            for row in batch.to_pylist():
+                yield {name: value for name, value in row.items() if value is not None}
+
+
+class ReadUpdates(beam.PTransform):
+    """Feature updates from files matching ``pattern`` (a path or glob; local or any Beam filesystem).
+
+    Returns ``updates`` (dicts) and ``dead_letters`` (records that could not be read).
+    Files are read one record at a time, never whole into memory.
+    """
+
+    def __init__(self, pattern: str, input_format: Optional[str] = None) -> None:
+        super().__init__()
+        self.pattern = pattern
+        self.input_format = input_format
+
+    def expand(self, begin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+        return (
+            begin
+            | "Match" >> beam.Create([self.pattern])
+            | "Paths" >> beam.FlatMap(lambda pattern: [m.path for m in FileSystems.match([pattern])[0].metadata_list])
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(_ReadFileFn(self.input_format)).with_outputs(DEAD_LETTERS, main=UPDATES))

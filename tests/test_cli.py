@@ -1,0 +1,218 @@
+"""``python -m pipelines`` end to end: generate, run on each input format, dead letters, --sink,
+explain, the errors a user can cause, ``./run_local.sh``, and offline Dataflow/Flink options."""
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+import sqlalchemy
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOptions
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+
+import sinks
+from pipelines.__main__ import main
+from pipelines.build import JobSettings, build_job
+from pipelines.run import pipeline_options
+
+ROOT = Path(__file__).resolve().parent.parent
+BANK = str(ROOT / "examples" / "bank.py")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sample") / "bank.jsonl"
+    assert main(["generate", "--definitions", BANK, "--entities", "40", "--out", str(path)]) == 0
+    return path
+
+
+def read_jsonl(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def table_counts(db: Path) -> dict:
+    with sqlite3.connect(db) as connection:
+        return {name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                for name in ("user_records", "user_txn_aggregates")}
+
+
+def expected_aggregate(updates: list, user: str) -> tuple:
+    """Count and sum of the user's successful transfers in the 60 days up to its latest event."""
+    times = [u.get("user.ts") or u.get("account.ts") or u.get("transfer.created_at") for u in updates
+             if user in (u.get("user.uuid"), u.get("account.user_id"), u.get("transfer.user_id"))]
+    now = max(datetime.fromisoformat(t) for t in times)
+    amounts = [u["transfer.amount"] for u in updates if u.get("transfer.user_id") == user
+               and u["transfer.status"] == "successful"
+               and now - timedelta(days=60) <= datetime.fromisoformat(u["transfer.created_at"]) <= now]
+    return len(amounts), sum(amounts)
+
+
+def test_generate_is_deterministic_and_matches_the_filters(tmp_path, sample):
+    again = tmp_path / "again.jsonl"
+    assert main(["generate", "--definitions", BANK, "--entities", "40", "--out", str(again)]) == 0
+    assert again.read_bytes() == sample.read_bytes()
+    updates = read_jsonl(sample)
+    assert sum("user.uuid" in u for u in updates) == 40 and sum("account.id" in u for u in updates) == 40
+    assert {u["transfer.status"] for u in updates if "transfer.id" in u} >= {"successful"}
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+def test_run_each_format_writes_the_same_rows(tmp_path, sample, suffix, capsys):
+    source = sample
+    if suffix != "jsonl":
+        source = tmp_path / f"bank.{suffix}"
+        assert main(["generate", "--definitions", BANK, "--entities", "40", "--out", str(source)]) == 0
+    db = tmp_path / "out.db"
+    code = main(["run", "--definitions", BANK, "--input", str(source), "--database-url", f"sqlite:///{db}",
+                 "--dead-letters", str(tmp_path / "dl")])
+    assert code == 0
+    assert table_counts(db) == {"user_records": 40, "user_txn_aggregates": 40}
+    updates = read_jsonl(sample)
+    with sqlite3.connect(db) as connection:
+        for user in ("u0", "u7", "u39"):
+            count, total = connection.execute(
+                "SELECT count, total FROM user_txn_aggregates WHERE user_id = ?", (user,)).fetchone()
+            want = expected_aggregate(updates, user)
+            assert count == want[0] and total == pytest.approx(want[1])
+    out = capsys.readouterr().out
+    assert "aggregate_user_transactions" in out and f"{len(updates):,} records read" in out
+    assert not (tmp_path / "dl").exists()
+
+
+def test_malformed_records_go_to_owner_only_dead_letter_files(tmp_path, sample, capsys):
+    good = sample.read_bytes().splitlines()[:30]
+    bad = [b'{"user.uuid": "u1", "user.full_', b"\xff\xfe not utf-8", b'{"nope.id": 1}',
+           b'{"user.uuid": "u1", "user.ts": "not a time"}', b"[1, 2, 3]"]
+    source = tmp_path / "mixed.jsonl"
+    source.write_bytes(b"\n".join(good[:10] + bad + good[10:]) + b"\n")
+    letters_dir = tmp_path / "letters"
+    code = main(["run", "--definitions", BANK, "--input", str(source), "--database-url",
+                 f"sqlite:///{tmp_path / 'out.db'}", "--dead-letters", str(letters_dir)])
+    assert code == 0
+    files = list(letters_dir.iterdir())
+    assert files and stat.S_IMODE(letters_dir.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    letters = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted(letter["stage"] for letter in letters) == ["parse", "parse", "parse", "read", "read"]
+    assert all(letter["error"] and letter["input"] for letter in letters)
+    assert "5 dead letter(s) written under" in capsys.readouterr().out
+
+
+def test_sink_selection_runs_only_the_named_sinks(tmp_path, sample):
+    db = tmp_path / "out.db"
+    assert main(["run", "--definitions", BANK, "--input", str(sample), "--database-url", f"sqlite:///{db}",
+                 "--sink", "aggregate_user_transactions"]) == 0
+    with sqlite3.connect(db) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"user_txn_aggregates"}
+
+
+def test_run_against_postgresql(tmp_path, sample, postgres_url):
+    from examples.bank import UserRecord, UserTxnAggregate
+    engine = sqlalchemy.create_engine(postgres_url)
+    for model in (UserRecord, UserTxnAggregate):
+        model.__table__.drop(engine, checkfirst=True)
+    try:
+        assert main(["run", "--definitions", BANK, "--input", str(sample), "--database-url", postgres_url,
+                     "--create-tables"]) == 0
+        with engine.connect() as connection:
+            counts = [connection.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(m.__table__)).scalar()
+                      for m in (UserRecord, UserTxnAggregate)]
+            row = connection.execute(sqlalchemy.text(
+                "SELECT count, total FROM user_txn_aggregates WHERE user_id = 'u3'")).one()
+        assert counts == [40, 40]
+        want = expected_aggregate(read_jsonl(sample), "u3")
+        assert row.count == want[0] and row.total == pytest.approx(want[1])
+    finally:
+        for model in (UserRecord, UserTxnAggregate):
+            model.__table__.drop(engine, checkfirst=True)
+        engine.dispose()
+
+
+def test_explain_prints_plans_and_writes_the_graph(tmp_path, capsys):
+    dot = tmp_path / "graph.dot"
+    assert main(["explain", "--definitions", BANK, "--dot", str(dot)]) == 0
+    out = capsys.readouterr().out
+    assert "sink aggregate_user_transactions (per-row)" in out and "upsert into user_txn_aggregates" in out
+    graph = dot.read_text()
+    assert graph.startswith("digraph pipeline {") and "State[user]" in graph and "->" in graph
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--input", "/nonexistent/*.jsonl"], "no input file matches"),
+    (["--sink", "nope"], "no sink named 'nope'"),
+    (["--no_such_beam_option", "1"], "unknown option(s): --no_such_beam_option"),
+    (["--database-url", "postgresql+psycopg2://nobody@127.0.0.1:1/x"], "cannot use the database"),
+])
+def test_user_errors_print_one_line(sample, capsys, arguments, message):
+    base = {"--definitions": BANK, "--input": str(sample)}
+    args = ["run"]
+    for flag, value in base.items():
+        if flag not in arguments:
+            args += [flag, value]
+    assert main(args + arguments) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_bad_definitions_print_where(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("from sinks import sink\n\n@sink(buffer_size=0)\ndef f(x: int): pass\n")
+    assert main(["explain", "--definitions", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.py:" in err[0]
+
+
+def test_run_local_sh_fills_local_db(tmp_path):
+    """A fresh copy of the project runs ./run_local.sh (sharing this .venv) into its own local.db."""
+    copy = tmp_path / "project"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        target = copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    venv = ROOT / ".venv"
+    if not (venv / ".installed").exists():
+        pytest.skip("run_local.sh's .venv is not set up here")
+    (copy / ".venv").symlink_to(venv)
+    shutil.copystat(ROOT / "setup.py", copy / "setup.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    done = subprocess.run(["./run_local.sh"], cwd=copy, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert table_counts(copy / "local.db") == {"user_records": 1000, "user_txn_aggregates": 1000}
+    updates = read_jsonl(copy / "data" / "bank_updates.jsonl")
+    with sqlite3.connect(copy / "local.db") as connection:
+        count, total = connection.execute(
+            "SELECT count, total FROM user_txn_aggregates WHERE user_id = 'u42'").fetchone()
+    want = expected_aggregate(updates, "u42")
+    assert count == want[0] and total == pytest.approx(want[1])
+    assert "user_txn_aggregates (1,000 rows, first 5)" in done.stdout
+
+
+def test_dataflow_and_flink_options_validate_offline_and_every_dofn_pickles():
+    registry = sinks.load(BANK)
+    for args in (
+        ["--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west1",
+         "--temp_location", "gs://my-bucket/tmp", "--setup_file", "./setup.py"],
+        ["--runner", "FlinkRunner", "--flink_master", "localhost:8081", "--environment_type", "LOOPBACK"],
+    ):
+        options = pipeline_options(args, None, streaming=False)   # raises on any unknown option
+        pipeline = beam.Pipeline(options=options, runner="FnApiRunner")
+        build_job(pipeline | beam.Create([]), registry, JobSettings(), validate=False)
+        runner_name = args[1]
+        if runner_name == "DataflowRunner":
+            from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+            assert PipelineOptionsValidator(options, DataflowRunner()).validate() == []
+        else:
+            flink = options.view_as(FlinkRunnerOptions)
+            assert (flink.flink_master, options.view_as(PortableOptions).environment_type) == (
+                "localhost:8081", "LOOPBACK")
+        # The portable form of the job carries every DoFn pickled; reading it back unpickles them all.
+        proto = pipeline.to_runner_api()
+        assert beam.Pipeline.from_runner_api(proto, pipeline.runner, options) is not None
