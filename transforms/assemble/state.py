@@ -16,6 +16,7 @@ order Beam delivers updates in.
 """
 from __future__ import annotations
 
+import pickle
 from datetime import timedelta
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -89,7 +90,9 @@ class EntityStateFn(beam.DoFn):
     sink it fires, timestamped with the entity's clock.
     """
 
-    STATE = ReadModifyWriteStateSpec("entity", coders.PickleCoder())
+    # Held as pickled bytes: Beam's state cache sizes what it caches by walking every object
+    # in it, which for an entity with many related rows costs more than pickling it.
+    STATE = ReadModifyWriteStateSpec("entity", coders.BytesCoder())
     PRUNE = TimerSpec("prune", TimeDomain.WATERMARK)
 
     def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...] = ()) -> None:
@@ -107,7 +110,7 @@ class EntityStateFn(beam.DoFn):
                 stored=beam.DoFn.StateParam(STATE),
                 prune=beam.DoFn.TimerParam(PRUNE)) -> Iterable[Any]:
         key, messages = element
-        state = stored.read() or EntityState()
+        state = _load(stored) or EntityState()
         clock_before = state.clock
         # Within a bundle Beam's order is arbitrary; event time is the order the updates describe.
         for message in sorted(messages, key=_message_time):
@@ -125,16 +128,16 @@ class EntityStateFn(beam.DoFn):
             self.rows_held.update(state.held())
             if state.clock > clock_before:
                 prune.set(Timestamp(micros=min(state.clock + self.quiet + 1, MAX_TIMESTAMP.micros)))
-        stored.write(state)
+        _store(stored, state)
 
     @on_timer(PRUNE)
     def on_prune(self, fired=beam.DoFn.TimestampParam, stored=beam.DoFn.StateParam(STATE)) -> None:
         """For an entity gone quiet: the watermark has passed ``fired``, so no later update can
         bring a window back below it; what lies before is dropped."""
-        state = stored.read()
+        state = _load(stored)
         if state is not None and state.held():
             self._prune(state, fired.micros)
-            stored.write(state)
+            _store(stored, state)
 
     def _apply(self, state: EntityState, message: tuple) -> Iterable[str]:
         """Merges one message into the state; returns the features or relation it carried."""
@@ -233,6 +236,15 @@ class EntityStateFn(beam.DoFn):
                     del rows[k]
                 self.rows_pruned.inc(len(old))
 
+def _load(stored: Any) -> Any:
+    packed = stored.read()
+    return pickle.loads(packed) if packed else None
+
+
+def _store(stored: Any, value: Any) -> None:
+    stored.write(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
 def _time(held: tuple) -> int:
     return held[0]
 
@@ -279,7 +291,7 @@ class LookupFn(beam.DoFn):
     still receives rows for its old value; its own state ignores them.
     """
 
-    STATE = ReadModifyWriteStateSpec("lookup", coders.PickleCoder())
+    STATE = ReadModifyWriteStateSpec("lookup", coders.BytesCoder())
 
     def __init__(self, relation: str, time_attr: Optional[str]) -> None:
         self.relation = relation
@@ -288,7 +300,7 @@ class LookupFn(beam.DoFn):
     def process(self, element: Tuple[Any, List[tuple]],
                 stored=beam.DoFn.StateParam(STATE)) -> Iterable[Tuple[Any, tuple]]:
         value, messages = element
-        rows, members = stored.read() or ({}, set())
+        rows, members = _load(stored) or ({}, set())
         for message in messages:
             if message[0] == MEMBER:
                 parent = message[1]
@@ -304,4 +316,4 @@ class LookupFn(beam.DoFn):
                          held[0] if held else time, held[1] if held else None)
             for parent in members:
                 yield parent, forwarded
-        stored.write((rows, members))
+        _store(stored, (rows, members))
