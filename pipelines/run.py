@@ -16,6 +16,7 @@ from pipelines.sources import ReadUpdates, check_input
 from pipelines.summary import counters, summary_table
 from sinks.registry import Registry
 from transforms.dead_letters import DEAD_LETTERS
+from transforms.resolve import ResolveMessages
 
 LOCAL_BATCH_RUNNER = "FnApiRunner"
 LOCAL_STREAMING_RUNNER = "BundleBasedDirectRunner"
@@ -77,10 +78,16 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
         sink_names=[s.spec.name for s in chosen], dead_letters=args.dead_letters,
         num_shards=args.num_shards, create_tables=True if args.create_tables else None,
         database_url=args.database_url, retry=options.view_as(SinkOptions).retry_policy())
+    resolver = registry.resolver(args.resolver) if args.resolver else None
     pipeline = beam.Pipeline(options=options)
-    read = pipeline | "ReadUpdates" >> ReadUpdates(args.input, args.input_format)
-    updates = read.updates | "Progress" >> beam.ParDo(_Progress())
-    build_job(updates, registry, settings, extra_dead_letters=[read[DEAD_LETTERS]])
+    read = pipeline | "ReadUpdates" >> ReadUpdates(args.input, args.input_format, raw=resolver is not None)
+    records = read.updates | "Progress" >> beam.ParDo(_Progress())
+    dead_letters = [read[DEAD_LETTERS]]
+    if resolver is not None:
+        resolved = records | ResolveMessages(resolver)
+        records = resolved.updates
+        dead_letters.append(resolved[DEAD_LETTERS])
+    build_job(records, registry, settings, extra_dead_letters=dead_letters)
     print(f"running {len(chosen)} sink(s) on {files} file(s) with {options.view_as(StandardOptions).runner}",
           file=sys.stderr)
     started = time.monotonic()

@@ -57,8 +57,9 @@ def check_input(pattern: str, given_format: Optional[str] = None) -> int:
 
 
 class _ReadFileFn(beam.DoFn):
-    def __init__(self, given_format: Optional[str]) -> None:
+    def __init__(self, given_format: Optional[str], raw: bool) -> None:
         self.given_format = given_format
+        self.raw = raw
         self.read = Metrics.counter("sinks.source", "updates_read")
         self.unreadable = Metrics.counter("sinks.source", "dead_letters")
 
@@ -80,6 +81,9 @@ class _ReadFileFn(beam.DoFn):
     def _jsonl(self, path: str, handle: Any) -> Iterable[Any]:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():
+                continue
+            if self.raw:
+                yield raw.rstrip(b"\r\n")
                 continue
             try:
                 yield json.loads(raw.decode("utf-8"))
@@ -109,13 +113,15 @@ class ReadUpdates(beam.PTransform):
     """Feature updates from files matching ``pattern`` (a path or glob; local or any Beam filesystem).
 
     Returns ``updates`` (dicts) and ``dead_letters`` (records that could not be read).
-    Files are read one record at a time, never whole into memory.
+    Files are read one record at a time, never whole into memory. With ``raw``, JSONL
+    lines are handed on as bytes, unparsed, for a stream resolver.
     """
 
-    def __init__(self, pattern: str, input_format: Optional[str] = None) -> None:
+    def __init__(self, pattern: str, input_format: Optional[str] = None, raw: bool = False) -> None:
         super().__init__()
         self.pattern = pattern
         self.input_format = input_format
+        self.raw = raw
 
     def expand(self, begin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         return (
@@ -123,4 +129,4 @@ class ReadUpdates(beam.PTransform):
             | "Match" >> beam.Create([self.pattern])
             | "Paths" >> beam.FlatMap(lambda pattern: [m.path for m in FileSystems.match([pattern])[0].metadata_list])
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadFileFn(self.input_format)).with_outputs(DEAD_LETTERS, main=UPDATES))
+            | "Read" >> beam.ParDo(_ReadFileFn(self.input_format, self.raw)).with_outputs(DEAD_LETTERS, main=UPDATES))

@@ -14,10 +14,11 @@ from sinks.integrations import (
 )
 from sinks.registry import Registry, load
 from sinks.sink import Sink, SinkInput, SinkSpec, sink
+from sinks.stream import StreamResolver, stream
 
 __all__ = [
     "DataFrame", "DefinitionError", "Feature", "FeatureNotFoundError", "FeatureTime", "Features",
     "MySQLSource", "PostgreSQLSource", "Primary", "Ref", "Registry", "SQLSource", "SQLiteFileSource",
-    "SQLiteInMemorySource", "SQLiteSource", "Sink", "SinkInput", "SinkSpec", "after", "before",
-    "feature", "features", "has_many", "has_one", "load", "parse_duration", "sink",
+    "SQLiteInMemorySource", "SQLiteSource", "Sink", "SinkInput", "SinkSpec", "StreamResolver", "after",
+    "before", "feature", "features", "has_many", "has_one", "load", "parse_duration", "sink", "stream",
 ]

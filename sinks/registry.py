@@ -16,6 +16,7 @@ from sinks.features import info, is_feature_class
 
 if TYPE_CHECKING:
     from sinks.sink import Sink
+    from sinks.stream import StreamResolver
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _LOCATED = re.compile(r"^\S+:\d+: ")
@@ -27,6 +28,7 @@ class Registry:
     def __init__(self) -> None:
         self.feature_classes: Dict[str, type] = {}
         self.sinks: Dict[str, "Sink"] = {}
+        self.resolvers: Dict[str, "StreamResolver"] = {}
 
     def add_feature_class(self, cls: type) -> None:
         namespace = info(cls).namespace
@@ -46,6 +48,16 @@ class Registry:
                 f"sink '{spec.name}' is defined twice: first at {known.spec.location}; "
                 "sink names must be unique (pass name=... to one of them)"))
         self.sinks[spec.name] = sink
+
+    def add_resolver(self, resolver: "StreamResolver") -> None:
+        self.resolvers[resolver.spec.name] = resolver
+
+    def resolver(self, name: str) -> "StreamResolver":
+        try:
+            return self.resolvers[name]
+        except KeyError:
+            raise KeyError(f"no stream resolver named '{name}' "
+                           f"(resolvers: {', '.join(sorted(self.resolvers)) or 'none'})") from None
 
     def classes_by_name(self) -> Dict[str, type]:
         return {cls.__name__: cls for cls in self.feature_classes.values()}
@@ -98,6 +110,7 @@ def load(target: Union[str, os.PathLike, ModuleType]) -> Registry:
     :class:`DefinitionError` pointing at the file and line.
     """
     from sinks.sink import Sink
+    from sinks.stream import StreamResolver
     registry = Registry()
     with registry.activate():
         try:
@@ -105,6 +118,8 @@ def load(target: Union[str, os.PathLike, ModuleType]) -> Registry:
             for value in list(vars(module).values()):
                 if isinstance(value, Sink):
                     registry.add_sink(value)
+                elif isinstance(value, StreamResolver):
+                    registry.add_resolver(value)
                 elif is_feature_class(value):
                     registry.add_feature_class(value)
             for sink in registry.sinks.values():

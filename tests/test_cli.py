@@ -216,3 +216,25 @@ def test_dataflow_and_flink_options_validate_offline_and_every_dofn_pickles():
         # The portable form of the job carries every DoFn pickled; reading it back unpickles them all.
         proto = pipeline.to_runner_api()
         assert beam.Pipeline.from_runner_api(proto, pipeline.runner, options) is not None
+
+
+def test_stream_resolver_turns_raw_messages_into_updates(tmp_path):
+    events = [
+        {"type": "user", "id": "u1", "name": "Ann", "at": "2026-03-01T00:00:00Z"},
+        {"type": "transfer", "id": "t1", "user": "u1", "state": "successful", "cents": 1250,
+         "at": "2026-03-02T00:00:00Z"},
+        {"type": "transfer", "id": "t2", "user": "u1", "state": "successful", "cents": 250,
+         "at": "2026-03-03T00:00:00Z"},
+        {"type": "refund", "id": "r1"},
+    ]
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(json.dumps(e) for e in events) + "\nnot json at all\n")
+    db, letters = tmp_path / "out.db", tmp_path / "letters"
+    assert main(["run", "--definitions", "tests.stream_definitions", "--resolver", "bank_events",
+                 "--input", str(source), "--database-url", f"sqlite:///{db}", "--dead-letters", str(letters)]) == 0
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT user_id, count, total FROM user_txn_aggregates").fetchall() == [
+            ("u1", 2, 15.0)]
+    found = [json.loads(line) for f in letters.iterdir() for line in f.read_text().splitlines()]
+    assert sorted((f["stage"], f["sink"]) for f in found) == [("resolve", "bank_events")] * 2
+    assert {f["error_type"] for f in found} == {"ValueError", "JSONDecodeError"}
