@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--database-url", help="write every integration sink to this database instead")
     run.add_argument("--runner", help="Beam runner (default: FnApiRunner, or BundleBasedDirectRunner with --streaming)")
     run.add_argument("--streaming", action="store_true", help="run in streaming mode")
+    run.add_argument("--follow", action="store_true",
+                     help="--input is a directory: read *.jsonl files as they arrive, live, until --stop-after "
+                          "or a file named STOP appears")
+    run.add_argument("--stop-after", type=float, metavar="SECONDS", help="with --follow: stop after this long")
     run.add_argument("--show-rows", type=int, default=0, metavar="N",
                      help="print the first N rows of each table written")
 

@@ -17,6 +17,7 @@ from sinks.integrations import MySQLSource, PostgreSQLSource, SQLiteSource, SQLS
 from sinks.registry import Registry
 from sinks.sink import Sink
 from transforms.assemble import Assemble
+from transforms.buffer import Clock
 from transforms.call import RetryPolicy
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.deliver import DeliverSink
@@ -33,6 +34,7 @@ class JobSettings:
     database_url: Optional[str] = None
     allowed_lateness: timedelta = timedelta(0)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    clock: Optional[Clock] = None          # the pacing buffers' processing-time clock
 
 
 def source_from_url(url: str) -> SQLSource:
@@ -66,7 +68,7 @@ def build_job(updates: beam.PCollection, registry: Registry, settings: JobSettin
     letters = [*extra_dead_letters, assembled[DEAD_LETTERS]]
     for sink in chosen:
         delivered = assembled[sink.spec.name] | DeliverSink(
-            sink, num_shards=settings.num_shards, retry=settings.retry,
+            sink, num_shards=settings.num_shards, retry=settings.retry, clock=settings.clock,
             integration=override if sink.spec.integration is not None else None,
             create_tables=settings.create_tables, validate=validate)
         letters.append(delivered[DEAD_LETTERS])

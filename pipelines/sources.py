@@ -56,6 +56,18 @@ def check_input(pattern: str, given_format: Optional[str] = None) -> int:
     return len(matched)
 
 
+def unreadable(path: Optional[str], line: Optional[int], error: Exception, text: Any) -> TaggedOutput:
+    return TaggedOutput(DEAD_LETTERS, dead_letter("read", None, error, {"file": path, "line": line, "text": text}))
+
+
+def json_record(raw: bytes, path: Optional[str] = None, line: Optional[int] = None) -> Any:
+    """A JSONL line as its value, or a dead letter saying why it cannot be read."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        return unreadable(path, line, error, raw[:2000].decode("utf-8", "replace"))
+
+
 class _ReadFileFn(beam.DoFn):
     def __init__(self, given_format: Optional[str], raw: bool) -> None:
         self.given_format = given_format
@@ -76,19 +88,13 @@ class _ReadFileFn(beam.DoFn):
                 yield record
 
     def _bad(self, path: str, line: int, error: Exception, text: Any) -> TaggedOutput:
-        return TaggedOutput(DEAD_LETTERS, dead_letter("read", None, error, {"file": path, "line": line, "text": text}))
+        return unreadable(path, line, error, text)
 
     def _jsonl(self, path: str, handle: Any) -> Iterable[Any]:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
-            if self.raw:
-                yield raw.rstrip(b"\r\n")
-                continue
-            try:
-                yield json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError) as error:
-                yield self._bad(path, number, error, raw[:2000].decode("utf-8", "replace"))
+            yield raw.rstrip(b"\r\n") if self.raw else json_record(raw, path, number)
 
     def _csv(self, path: str, handle: Any) -> Iterable[Any]:
         reader = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", errors="strict", newline=""))
@@ -130,3 +136,38 @@ class ReadUpdates(beam.PTransform):
             | "Paths" >> beam.FlatMap(lambda pattern: [m.path for m in FileSystems.match([pattern])[0].metadata_list])
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(_ReadFileFn(self.input_format, self.raw)).with_outputs(DEAD_LETTERS, main=UPDATES))
+
+
+STREAM_SCHEMES = ("pubsub://", "kafka://")
+
+
+def is_stream_url(url: str) -> bool:
+    return url.startswith(STREAM_SCHEMES)
+
+
+def read_stream(url: str) -> beam.PTransform:
+    """Raw messages (bytes) from ``pubsub://projects/P/subscriptions/S`` (or ``.../topics/T``)
+    or ``kafka://host:port[,host:port]/topic``, through Beam's own IOs (for Dataflow and Flink;
+    Kafka's is Java, expanded when the job is submitted)."""
+    scheme, rest = url.split("://", 1)
+    if scheme == "pubsub":
+        kind = "subscription" if "/subscriptions/" in rest else "topic" if "/topics/" in rest else None
+        if kind is None:
+            raise SourceError(f"{url}: expected pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T")
+        return beam.io.ReadFromPubSub(**{kind: rest})
+    servers, _, topic = rest.partition("/")
+    if not servers or not topic:
+        raise SourceError(f"{url}: expected kafka://host:port/topic")
+    from apache_beam.io.kafka import ReadFromKafka
+    return _KafkaValues(ReadFromKafka(consumer_config={"bootstrap.servers": servers}, topics=[topic]))
+
+
+class _KafkaValues(beam.PTransform):
+    """The values of Kafka records (their keys are not feature updates)."""
+
+    def __init__(self, read: beam.PTransform) -> None:
+        super().__init__()
+        self.read = read
+
+    def expand(self, begin: beam.pvalue.PBegin) -> beam.PCollection:
+        return begin | "ReadFromKafka" >> self.read | "Values" >> beam.Values()

@@ -24,10 +24,9 @@ import apache_beam as beam
 from apache_beam import coders
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+from apache_beam.utils.timestamp import Timestamp
 
 from transforms.assemble.parse import to_micros
 from transforms.assemble.plan import Edge, Node, SinkPlan
@@ -93,25 +92,20 @@ class EntityStateFn(beam.DoFn):
     # Held as pickled bytes: Beam's state cache sizes what it caches by walking every object
     # in it, which for an entity with many related rows costs more than pickling it.
     STATE = ReadModifyWriteStateSpec("entity", coders.BytesCoder())
-    PRUNE = TimerSpec("prune", TimeDomain.WATERMARK)
 
     def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...] = ()) -> None:
         self.label = node.label
         self.edge = node.edge
         self.children = {name: _Child(child) for name, child in node.children.items()}
         self.sinks = sinks
-        horizons = [c.horizon for c in self.children.values() if c.horizon is not None]
-        # After this long without updates, every row a window can no longer reach is gone.
-        self.quiet = max(horizons) if horizons else None
+        self.prunes = any(c.horizon is not None for c in self.children.values())
         self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
         self.rows_pruned = Metrics.counter(f"sinks.assemble.{self.label}", "related_rows_pruned")
 
     def process(self, element: Tuple[Any, List[tuple]],
-                stored=beam.DoFn.StateParam(STATE),
-                prune=beam.DoFn.TimerParam(PRUNE)) -> Iterable[Any]:
+                stored=beam.DoFn.StateParam(STATE)) -> Iterable[Any]:
         key, messages = element
         state = _load(stored) or EntityState()
-        clock_before = state.clock
         # Within a bundle Beam's order is arbitrary; event time is the order the updates describe.
         for message in sorted(messages, key=_message_time):
             first = not state.seen and message[0] == OWN
@@ -123,21 +117,10 @@ class EntityStateFn(beam.DoFn):
                 yield from self._fire(state, key, carried, first, clock)
             else:
                 yield from self._route(state, key)
-        if self.quiet is not None:
+        if self.prunes:
             self._prune(state, state.clock)
             self.rows_held.update(state.held())
-            if state.clock > clock_before:
-                prune.set(Timestamp(micros=min(state.clock + self.quiet + 1, MAX_TIMESTAMP.micros)))
         _store(stored, state)
-
-    @on_timer(PRUNE)
-    def on_prune(self, fired=beam.DoFn.TimestampParam, stored=beam.DoFn.StateParam(STATE)) -> None:
-        """For an entity gone quiet: the watermark has passed ``fired``, so no later update can
-        bring a window back below it; what lies before is dropped."""
-        state = _load(stored)
-        if state is not None and state.held():
-            self._prune(state, fired.micros)
-            _store(stored, state)
 
     def _apply(self, state: EntityState, message: tuple) -> Iterable[str]:
         """Merges one message into the state; returns the features or relation it carried."""
