@@ -7,7 +7,7 @@ from transforms.call import RetryPolicy
 
 
 class SinkOptions(PipelineOptions):
-    """``--num_shards``, ``--sink_retry_attempts``, ``--sink_retry_base_delay``."""
+    """``--num_shards``, ``--sink_retry_attempts``, ``--sink_retry_base_delay``, ``--sink_timeout``."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
@@ -20,6 +20,10 @@ class SinkOptions(PipelineOptions):
         parser.add_argument(
             "--sink_retry_base_delay", type=float, default=RetryPolicy.base_delay,
             help="seconds before the first retry; doubled for each further retry")
+        parser.add_argument(
+            "--sink_timeout", type=float, default=None,
+            help="seconds a sink function may run before the call counts as failed (default: no limit)")
 
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(attempts=self.sink_retry_attempts, base_delay=self.sink_retry_base_delay)
+        return RetryPolicy(attempts=self.sink_retry_attempts, base_delay=self.sink_retry_base_delay,
+                           timeout=self.sink_timeout)

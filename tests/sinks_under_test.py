@@ -1,4 +1,6 @@
 """Sinks used by the Beam tests; module-level so that worker processes can import them."""
+import asyncio
+import time
 from collections import Counter
 
 from sinks import DataFrame, Primary, SQLiteSource, features, sink
@@ -50,3 +52,18 @@ with registry.activate():
         """An integration sink; tests point it at a real database with ``integration=``."""
         return None if n < 0 else Total(user_id=uid, count=n, note="x" * n)
 
+    @sink
+    def hangs_on_slow(uid: Account.uid, n: Account.n):
+        if uid == "slow":
+            time.sleep(30)
+        return n
+
+    @sink
+    async def hangs_async_on_slow(uid: Account.uid, n: Account.n):
+        if uid == "slow":
+            await asyncio.sleep(30)
+        return n
+
+    @sink(integration=SQLiteSource())
+    def returns_wrong_type(uid: Account.uid, n: Account.n) -> Total:
+        return f"total of {uid}" if uid == "bad" else Total(user_id=uid, count=n)

@@ -165,3 +165,30 @@ def test_retry_policy_from_pipeline_options():
     assert options.num_shards == 4
     assert options.retry_policy() == RetryPolicy(attempts=5, base_delay=0.5)
     assert 0.8 <= RetryPolicy(base_delay=0.5).delay(2) <= 1.2
+
+
+@pytest.mark.parametrize("hanging", [s.hangs_on_slow, s.hangs_async_on_slow])
+def test_a_call_past_its_timeout_is_retried_then_dead_lettered_and_the_run_goes_on(hanging):
+    elements = [("a", {"uid": "a", "n": 1}), ("slow", {"uid": "slow", "n": 2}), ("b", {"uid": "b", "n": 3})]
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    out = pipeline | beam.Create(elements) | CallSink(
+        hanging, retry=RetryPolicy(attempts=2, base_delay=0.001, timeout=0.3))
+    assert_that(out[RESULTS], equal_to([("a", 1), ("b", 3)]), label="results")
+    letters = out[DEAD_LETTERS] | beam.Map(lambda d: (d["error_type"], json.loads(d["input"])["uid"]))
+    assert_that(letters, equal_to([("TimeoutError", "slow")]), label="letters")
+    result = pipeline.run()
+    result.wait_until_finish()
+    assert counter(result, hanging.spec.name, "retries") == 1
+
+
+def test_an_integration_sink_returning_the_wrong_type_is_retried_then_dead_lettered():
+    elements = [("a", {"uid": "a", "n": 1}), ("bad", {"uid": "bad", "n": 2})]
+    pipeline, out = run(s.returns_wrong_type, elements)
+    assert_that(out[RESULTS] | beam.Map(lambda kv: (kv[0], type(kv[1]).__name__)), equal_to([("a", "Total")]),
+                label="results")
+    letters = out[DEAD_LETTERS] | beam.Map(lambda d: (d["error_type"], d["error"]))
+    assert_that(letters, equal_to([("TypeError", "sink 'returns_wrong_type' returned str, not Total "
+                                                 "(or a list of them, or None)")]), label="letters")
+    result = pipeline.run()
+    result.wait_until_finish()
+    assert counter(result, "returns_wrong_type", "retries") == 2

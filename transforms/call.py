@@ -14,6 +14,8 @@ update that failed after every retry.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 import random
 import time
 import zlib
@@ -43,11 +45,14 @@ class RetryPolicy:
     """How often, and how patiently, a failing call is tried again before it is dead-lettered.
 
     ``attempts`` counts every call (1 = no retry); the n-th retry waits
-    ``base_delay * 2**(n-1)`` seconds, give or take 20% jitter.
+    ``base_delay * 2**(n-1)`` seconds, give or take 20% jitter. With ``timeout``, a
+    call still running after that many seconds has failed (``TimeoutError``); it is
+    left to finish on its own thread, as Python cannot stop it.
     """
 
     attempts: int = 3
     base_delay: float = 0.2
+    timeout: Optional[float] = None
 
     def delay(self, retry: int) -> float:
         return self.base_delay * (2 ** (retry - 1)) * random.uniform(0.8, 1.2)
@@ -93,10 +98,42 @@ class _CallFn(beam.DoFn):
 
     def setup(self) -> None:
         self._loop = asyncio.new_event_loop() if self.sink.spec.is_async else None
+        self._runner: Optional[ThreadPoolExecutor] = None
 
     def teardown(self) -> None:
         if self._loop is not None:
             self._loop.close()
+        if self._runner is not None:
+            self._runner.shutdown(wait=False)
+
+    def _invoke(self, call: Callable[[], Any]) -> Any:
+        """The function's result, awaited if it is a coroutine, within the retry policy's timeout."""
+        timeout = self.retry.timeout
+        if self._loop is not None:
+            return self._loop.run_until_complete(asyncio.wait_for(call(), timeout))
+        if timeout is None:
+            return call()
+        if self._runner is None:
+            self._runner = ThreadPoolExecutor(1, thread_name_prefix=f"sink-{self.sink.spec.name}")
+        future = self._runner.submit(call)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            # The hung call keeps its thread; later calls get a fresh one.
+            self._runner.shutdown(wait=False)
+            self._runner = None
+            raise TimeoutError(f"sink '{self.sink.spec.name}' did not return within {timeout} s") from None
+
+    def _checked(self, result: Any) -> List[Any]:
+        """What the function returned, as a list; an integration sink must return rows of its model."""
+        values = [v for v in (result if isinstance(result, list) else [result]) if v is not None]
+        model = self.sink.spec.output_model
+        if model is not None:
+            wrong = [v for v in values if not isinstance(v, (model, dict))]
+            if wrong:
+                raise TypeError(f"sink '{self.sink.spec.name}' returned {type(wrong[0]).__name__}, "
+                                f"not {model.__name__} (or a list of them, or None)")
+        return values
 
     def process(self, element: Tuple[Any, Any]) -> Iterable[Any]:
         if self.buffered:
@@ -122,9 +159,7 @@ class _CallFn(beam.DoFn):
     def _call(self, key: Any, updates: List[Dict[str, Any]], call: Callable[[], Any]) -> Iterable[Any]:
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                result = call()
-                if self._loop is not None:
-                    result = self._loop.run_until_complete(result)
+                values = self._checked(self._invoke(call))
             except Exception as error:  # the user's code may raise anything
                 if attempt < self.retry.attempts:
                     self.retries.inc()
@@ -136,9 +171,8 @@ class _CallFn(beam.DoFn):
                 return
             self.calls.inc()
             self.rows.inc(len(updates))
-            for value in result if isinstance(result, list) else [result]:
-                if value is not None:
-                    yield key, value
+            for value in values:
+                yield key, value
             return
 
 
