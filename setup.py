@@ -20,6 +20,6 @@ setup(
     extras_require={
         "mysql": ["pymysql>=1.1"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
-        "test": ["pytest>=8", "pymysql>=1.1", "hypothesis>=6", "pandas>=2"],
+        "test": ["pytest>=8", "pymysql>=1.1", "hypothesis>=6", "pandas>=2", "ruff>=0.6", "mypy>=1.10"],
     },
 )

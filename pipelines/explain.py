@@ -31,7 +31,7 @@ def describe(spec: SinkSpec) -> List[str]:
         ("buffer_size", spec.buffer_size), ("debounce", spec.debounce), ("max_delay", spec.max_delay))
         if value is not None]
     lines.append(f"  pacing: {', '.join(pacing) or 'none'}")
-    if spec.integration is not None:
+    if spec.integration is not None and spec.output_model is not None:
         table = getattr(spec.output_model, "__tablename__", spec.output_model.__name__)
         mode = "upsert" if spec.upsert else "append"
         lines.append(f"  writes: {mode} into {table} at {spec.integration!r}")

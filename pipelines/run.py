@@ -46,7 +46,8 @@ def pipeline_options(beam_args: List[str], runner: str | None, streaming: bool) 
     return options
 
 
-def _option_classes(base: type) -> Iterable[type]:
+def _option_classes(base: Any) -> Iterable[Any]:
+    cls: Any
     for cls in base.__subclasses__():
         yield cls
         yield from _option_classes(cls)

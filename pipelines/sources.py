@@ -153,8 +153,11 @@ def read_stream(url: str) -> beam.PTransform:
     if scheme == "pubsub":
         kind = "subscription" if "/subscriptions/" in rest else "topic" if "/topics/" in rest else None
         if kind is None:
-            raise SourceError(f"{url}: expected pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T")
-        return beam.io.ReadFromPubSub(**{kind: rest})
+            raise SourceError(
+                f"{url}: expected pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T")
+        if kind == "subscription":
+            return beam.io.ReadFromPubSub(subscription=rest)
+        return beam.io.ReadFromPubSub(topic=rest)
     servers, _, topic = rest.partition("/")
     if not servers or not topic:
         raise SourceError(f"{url}: expected kafka://host:port/topic")

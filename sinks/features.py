@@ -354,7 +354,8 @@ def _evaluate(owner: type, annotation: Any) -> Any:
 
 def _unwrap(annotation: Any) -> Tuple[Any, bool, set]:
     """Strip ``Optional[...]`` and ``Annotated[...]``, returning (type, optional, markers)."""
-    optional, markers = False, set()
+    optional = False
+    markers: set = set()
     while True:
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)

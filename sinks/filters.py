@@ -92,7 +92,7 @@ class _Junction(Filter):
     """Two filters joined by ``&`` or ``|``."""
 
     symbol = ""
-    combine: Callable[[Any, Any], Any]
+    combine: Callable[..., Any]
 
     def __init__(self, left: Filter, right: Filter) -> None:
         self.left, self.right = left, right

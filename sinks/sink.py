@@ -89,9 +89,9 @@ class Sink:
     def __reduce__(self) -> Any:
         # A module-level sink pickles as a reference, so workers import the user's module;
         # others (defined inside functions) travel by value.
-        module = sys.modules.get(self.__module__)
-        if module is not None and getattr(module, self.__qualname__, None) is self:
-            return self.__qualname__
+        module = sys.modules.get(self.fn.__module__)
+        if module is not None and getattr(module, self.fn.__qualname__, None) is self:
+            return self.fn.__qualname__
         return Sink, (self.fn, self.spec)
 
     def __repr__(self) -> str:
@@ -238,7 +238,7 @@ class _Parser:
         self.check_leaf(parameter, ref, allow_has_many=True)
         return SinkInput(parameter, ref, optional)
 
-    def batch_columns(self, parameter: str, frame: type) -> List[SinkInput]:
+    def batch_columns(self, parameter: str, frame: Any) -> List[SinkInput]:
         columns = []
         for column in frame.__columns__:
             column = self.annotation(parameter, column)

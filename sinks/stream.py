@@ -45,9 +45,9 @@ class StreamResolver:
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> Any:
-        module = sys.modules.get(self.__module__)
-        if module is not None and getattr(module, self.__qualname__, None) is self:
-            return self.__qualname__
+        module = sys.modules.get(self.fn.__module__)
+        if module is not None and getattr(module, self.fn.__qualname__, None) is self:
+            return self.fn.__qualname__
         return StreamResolver, (self.fn, self.spec)
 
     def message(self, record: Any) -> Any:

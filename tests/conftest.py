@@ -85,3 +85,13 @@ def bank(registry):
         created_at: FeatureTime
 
     return User, Account, Transfer
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory):
+    """Sample updates of the bank example: 40 users, their accounts and transfers (JSONL)."""
+    from pipelines.__main__ import main
+    path = tmp_path_factory.mktemp("sample") / "bank.jsonl"
+    bank = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "bank.py")
+    assert main(["generate", "--definitions", bank, "--entities", "40", "--out", str(path)]) == 0
+    return path

@@ -25,13 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BANK = str(ROOT / "examples" / "bank.py")
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("sample") / "bank.jsonl"
-    assert main(["generate", "--definitions", BANK, "--entities", "40", "--out", str(path)]) == 0
-    return path
-
-
 def read_jsonl(path: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -77,13 +77,13 @@ class GroupWithinBundle(beam.DoFn):
         if len(group[0]) >= self.max_group:
             del self._groups[(key, window)]
             self._held -= len(group[0])
-            yield WindowedValue((key, group[0]), group[1], [window])
+            yield WindowedValue((key, group[0]), group[1], (window,))
         elif self._held >= self.max_held:
             yield from self.finish_bundle()
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
         for (key, window), (values, timestamp) in self._groups.items():
-            yield WindowedValue((key, values), timestamp, [window])
+            yield WindowedValue((key, values), timestamp, (window,))
         self._groups = {}
         self._held = 0
 
@@ -182,6 +182,7 @@ class _BufferFn(beam.DoFn):
         values, stamp = _contents(_in_order(buffer))
         self._clear(buffer, count, due)
         size = self.buffer_size
+        assert size is not None
         full = len(values) - len(values) % size
         for start in range(0, full, size):
             yield TimestampedValue((key, values[start:start + size]), Timestamp(micros=stamp))

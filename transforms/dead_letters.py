@@ -11,7 +11,7 @@ import json
 import traceback
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 from uuid import UUID
 
 from sinks.dataframe import DataFrame
@@ -38,7 +38,7 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-def dead_letter(stage: str, sink: str, error: BaseException, update: Any) -> Dict[str, Any]:
+def dead_letter(stage: str, sink: Optional[str], error: BaseException, update: Any) -> Dict[str, Any]:
     """One dead-letter record: where it failed, why, and the input that failed."""
     return {
         "stage": stage,

@@ -21,7 +21,7 @@ class _TrackedTestClock(direct_clock.TestClock):
 
 
 # The DirectRunner makes one TestClock per run of a pipeline that uses TestStream.
-direct_runner.TestClock = _TrackedTestClock
+direct_runner.TestClock = _TrackedTestClock  # type: ignore[misc]
 
 
 def direct_runner_test_clock() -> float:

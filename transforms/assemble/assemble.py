@@ -67,9 +67,9 @@ class _ParseFn(beam.DoFn):
             if value is None:
                 self.rejected.inc()
                 needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
-                error = BadUpdate(f"an update of a related row must carry its join key {needed} "
-                                  f"(relation '{edge.relation}')")
-                yield TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))
+                unplaced = BadUpdate(f"an update of a related row must carry its join key {needed} "
+                                     f"(relation '{edge.relation}')")
+                yield TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, unplaced, update))
                 continue
             yield TaggedOutput(tag, TimestampedValue(
                 (value, (REL, edge.relation, value, key, time, values)), at))
@@ -140,13 +140,15 @@ class Assemble(beam.PTransform):
         A class with relations of its own needs a stage of its own to assemble its rows;
         the updates of one without go straight on, by the join key they carry.
         """
+        edge = child.edge
+        assert edge is not None   # a child node
         rows = self._state(child, parsed) if child.children else parsed[_route_tag(child)]
-        if child.edge.child_keyed:
+        if edge.child_keyed:
             return rows
-        members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, child.edge)
-        join_type = _key_type(child.schema, child.edge.child_attrs)
+        members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, edge)
+        join_type = _key_type(child.schema, edge.child_attrs)
         return self._keyed(f"Lookup[{child.label}]", (rows, members),
-                           LookupFn(child.edge.relation, child.schema.time), join_type)
+                           LookupFn(edge.relation, child.schema.time), join_type)
 
     @staticmethod
     def _keyed(label: str, inputs: Tuple[beam.PCollection, ...], step: Any, key_type: Any) -> Any:

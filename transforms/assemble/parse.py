@@ -149,6 +149,7 @@ class UpdateParser:
                 raise self._misnamed(update, name)
             namespace, attr, exact, coerce, optional = field
             values[attr] = value if type(value) is exact else self._coerce(name, value, coerce, optional)
+        assert namespace is not None   # the update names at least one feature
         schema = self.schemas[namespace]
         key = values.get(schema.primary)
         if key is None:

@@ -155,8 +155,9 @@ def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelt
         node = root
         for attr in path:
             node = node.children[attr]
-        if all(bound is not None for bound in bounds):
-            node.horizon = max(bounds) + allowed_lateness
+        known = [bound for bound in bounds if bound is not None]
+        if len(known) == len(bounds):
+            node.horizon = max(known) + allowed_lateness
     return RootPlan(root, tuple(plans))
 
 

@@ -52,6 +52,7 @@ class _Child:
     __slots__ = ("edge", "horizon", "time_attr")
 
     def __init__(self, node: Node) -> None:
+        assert node.edge is not None   # a child node
         self.edge: Edge = node.edge
         self.horizon = micros(node.horizon)
         self.time_attr = node.schema.time
@@ -172,12 +173,14 @@ class EntityStateFn(beam.DoFn):
         return row
 
     def _route(self, state: EntityState, key: Any) -> Iterable[tuple]:
-        value = join_value(state.values, self.edge.child_attrs)
+        edge = self.edge
+        assert edge is not None   # only non-root nodes route their rows
+        value = join_value(state.values, edge.child_attrs)
         if state.routed is not None and state.routed != value:
-            yield state.routed, (REL, self.edge.relation, state.routed, key, state.clock, None)
+            yield state.routed, (REL, edge.relation, state.routed, key, state.clock, None)
         state.routed = value
         if value is not None:
-            yield value, (REL, self.edge.relation, value, key, state.clock, self.row(state, key))
+            yield value, (REL, edge.relation, value, key, state.clock, self.row(state, key))
 
     def _fire(self, state: EntityState, key: Any, carried: Iterable[str], first: bool,
               clock_before: int) -> Iterable[Any]:
@@ -203,7 +206,7 @@ class EntityStateFn(beam.DoFn):
             if len(item.path) > 1:
                 return True     # a window below a has-one relation: assume it moved
             rows = self._rows(state, key, item.path[0])
-            window = micros(item.window)
+            window = item.window // timedelta(microseconds=1)
             if rows and any(clock_before - window <= held[2] < state.clock - window for held in rows.values()):
                 return True
         return False

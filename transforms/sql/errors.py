@@ -27,6 +27,8 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, sqlalchemy.exc.DBAPIError):
         if error.connection_invalidated:
             return True
+        if error.orig is None:
+            return False
         error = error.orig
     if isinstance(error, (sqlalchemy.exc.TimeoutError, ConnectionError, TimeoutError)):
         return True

@@ -64,7 +64,7 @@ def prepare_table(engine: Engine, spec: TableSpec, sink: str, create: bool, upse
             raise SchemaMismatchError(f"{where} does not exist (create it, or pass create_tables=True)")
         table.create(engine, checkfirst=True)
         inspector = sqlalchemy.inspect(engine)
-    reflected: Dict[str, Dict[str, Any]] = {
+    reflected: Dict[str, Any] = {
         c["name"]: c for c in inspector.get_columns(table.name, schema=table.schema)}
     for column in spec.columns:
         found = reflected.get(column.name)

@@ -37,12 +37,12 @@ class TableSpec:
             if mapper is None or not hasattr(mapper, "column_attrs"):
                 raise TypeError(f"expected a SQLAlchemy mapped class or Table, not {model!r}")
             self.table = mapper.local_table
-            self._attributes = [(prop.key, prop.columns[0].key) for prop in mapper.column_attrs
+            self._attributes = [(prop.key, str(prop.columns[0].key)) for prop in mapper.column_attrs
                                 if prop.columns[0].table is self.table]
             self.label = model.__name__
         self.columns: List[Column] = [c for c in self.table.columns if c.computed is None]
         self._keys = {c.key for c in self.columns}
-        self._aliases = {c.name: c.key for c in self.columns if c.name != c.key}
+        self._aliases: Dict[str, str] = {c.name: str(c.key) for c in self.columns if c.name != c.key}
         self._aliases.update((attribute, key) for attribute, key in self._attributes if attribute != key)
         self.key: Tuple[str, ...] = self._conflict_key(conflict)
         self._key_getter = operator.itemgetter(*self.key) if self.key else (lambda row: ())
@@ -51,7 +51,7 @@ class TableSpec:
             c.key for c in self.columns
             if c.server_default is not None or c.identity is not None or c is self.table.autoincrement_column)
         self._database_filled_order = tuple(c.key for c in self.columns if c.key in self._database_filled)
-        self._python_defaults = [(c.key, c.default) for c in self.columns
+        self._python_defaults: List[Tuple[str, Any]] = [(c.key, c.default) for c in self.columns
                                  if c.default is not None and (c.default.is_scalar or c.default.is_callable)]
 
     def __reduce__(self) -> Tuple[Any, ...]:
@@ -85,8 +85,9 @@ class TableSpec:
 
         A dict that needs no renaming and no defaults is used as it is, not copied.
         """
+        row: Row
         if isinstance(value, dict):
-            row = {self._aliases.get(k, k): v for k, v in value.items()} if self._aliases else value
+            row = {self._aliases.get(k) or k: v for k, v in value.items()} if self._aliases else value
             if not self._keys.issuperset(row):
                 raise RowError(f"table {self.name!r} has no column {sorted(set(row) - self._keys)[0]!r}")
         elif self._attributes and isinstance(value, self.model):

@@ -94,8 +94,8 @@ class _WriteBatchFn(beam.DoFn):
         for row, error in result.failed:
             self.dead_letters.inc()
             record = dead_letter("write", self.name, error, row)
-            yield TaggedOutput(DEAD_LETTERS, WindowedValue(record, timestamp, [window]))
-        yield WindowedValue(result.written, timestamp, [window])
+            yield TaggedOutput(DEAD_LETTERS, WindowedValue(record, timestamp, (window,)))
+        yield WindowedValue(result.written, timestamp, (window,))
 
 
 class _ShardWriteBatchFn(_WriteBatchFn):

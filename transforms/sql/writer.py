@@ -178,7 +178,9 @@ class SQLWriter:
             formatter = self._formatters[columns] = CopyFormatter(
                 [self.spec.table.columns[k] for k in columns], connection.dialect)
         text = formatter.format(rows)
-        cursor = connection.connection.dbapi_connection.cursor()
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        cursor = dbapi_connection.cursor()
         try:
             # Handed over in one piece: psycopg2 then holds the GIL once, not once per 8 kB,
             # and Beam's threads run while the server parses.
