@@ -78,6 +78,11 @@ class TcpProxy:
         """Drop every connection and refuse new ones for ``seconds``, then listen again."""
         self.cuts += 1
         with self._lock:
+            # shutdown() wakes the thread blocked in accept(), so the port is free to listen on again.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
             for end in self._sockets:
                 try:
