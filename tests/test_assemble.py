@@ -11,7 +11,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 
-from sinks import DataFrame, FeatureTime, Primary, after, features, sink
+from sinks import DataFrame, FeatureTime, after, features, sink
 from transforms.assemble import Assemble, RelatedRows
 from transforms.dead_letters import DEAD_LETTERS
 

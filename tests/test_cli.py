@@ -6,7 +6,6 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
