@@ -17,7 +17,7 @@ holds and when a sink fires.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -37,15 +37,16 @@ MAX_GROUP = 1000
 
 
 class _ParseFn(beam.DoFn):
-    """Checks and coerces updates, timestamped with their event time, and sends each on as
-    ``(key, OWN message)`` on the output named after its namespace (for classes with a stage
-    of their own) and as ``(join value, REL message)`` on the output of each relation whose
-    rows it is (classes without); anything unusable goes to dead letters with the reason."""
+    """Checks and coerces updates, timestamped with their event time, and sends each where
+    ``routes`` say: ``(key, OWN message)`` to the stage of its own class, ``(join value, REL
+    message)`` to the stage (or lookup) of each parent whose related row it is; anything
+    unusable goes to dead letters with the reason.
 
-    def __init__(self, parser: UpdateParser, staged: Iterable[str],
-                 routes: Dict[str, List[Tuple[str, Edge]]]) -> None:
+    A keyed stage reads one output of this step, so the runner can fuse them: a ``Flatten``
+    in between makes the FnApiRunner hold its whole input in memory."""
+
+    def __init__(self, parser: UpdateParser, routes: Dict[str, List[Tuple[str, Optional[Edge]]]]) -> None:
         self.parser = parser
-        self.staged = frozenset(staged)
         self.routes = routes
         self.parsed = Metrics.counter("sinks.assemble", "updates")
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
@@ -60,9 +61,10 @@ class _ParseFn(beam.DoFn):
         self.parsed.inc()
         namespace, key, time, values = parsed.namespace, parsed.key, parsed.time, parsed.values
         at = Timestamp(micros=time)
-        if namespace in self.staged:
-            yield TaggedOutput(namespace, TimestampedValue((key, (OWN, time, values)), at))
         for tag, edge in self.routes.get(namespace, ()):
+            if edge is None:
+                yield TaggedOutput(tag, TimestampedValue((key, (OWN, time, values)), at))
+                continue
             value = join_value(values, edge.child_attrs)
             if value is None:
                 self.rejected.inc()
@@ -76,8 +78,10 @@ class _ParseFn(beam.DoFn):
 
 
 def _memberships(element: Tuple[Any, tuple], edge: Edge) -> Iterable[Tuple[Any, tuple]]:
-    key, (_, _, values) = element
-    value = join_value(values, edge.parent_attrs)
+    key, message = element
+    if message[0] != OWN:
+        return
+    value = join_value(message[2], edge.parent_attrs)
     if value is not None:
         yield value, (MEMBER, key)
 
@@ -108,15 +112,19 @@ class Assemble(beam.PTransform):
         self.schemas = schemas_of(s.spec.root for s in sinks)
 
     def expand(self, updates: beam.PCollection) -> Dict[str, beam.PCollection]:
-        nodes = [node for plan in self.plans for node in plan.root.post_order()]
-        staged = {node.schema.namespace for node in nodes if node.edge is None or node.children}
-        routes: Dict[str, List[Tuple[str, Edge]]] = {}
-        for node in nodes:
-            if node.edge is not None and not node.children:
-                routes.setdefault(node.schema.namespace, []).append((_route_tag(node), node.edge))
-        tags = [DEAD_LETTERS, *staged, *(tag for found in routes.values() for tag, _ in found)]
+        routes: Dict[str, List[Tuple[str, Optional[Edge]]]] = {}
+        for plan in self.plans:
+            for node in plan.root.post_order():
+                if node.edge is None or node.children:      # a node with a stage of its own
+                    routes.setdefault(node.schema.namespace, []).append((_input_tag(node), None))
+                for child in node.children.values():
+                    if not child.children:                   # a leaf: routed by its join key
+                        assert child.edge is not None
+                        tag = _input_tag(node) if child.edge.child_keyed else _input_tag(child)
+                        routes.setdefault(child.schema.namespace, []).append((tag, child.edge))
+        tags = sorted({tag for found in routes.values() for tag, _ in found})
         parsed = updates | "Parse" >> beam.ParDo(
-            _ParseFn(UpdateParser(self.schemas), staged, routes)).with_outputs(*tags)
+            _ParseFn(UpdateParser(self.schemas), routes)).with_outputs(DEAD_LETTERS, *tags)
         outputs: Dict[str, beam.PCollection] = {}
         for plan in self.plans:
             fired = self._state(plan.root, parsed, plan.sinks)
@@ -126,8 +134,9 @@ class Assemble(beam.PTransform):
 
     def _state(self, node: Node, parsed: Any, sinks: Tuple = ()) -> Any:
         """The stateful stage of ``node``, fed its own updates and its children's rows."""
-        own = parsed[node.schema.namespace]
-        inputs = [own] + [self._related(child, own, parsed) for child in node.children.values()]
+        own = parsed[_input_tag(node)]
+        inputs = [own] + [self._related(child, own, parsed) for child in node.children.values()
+                          if child.children or not (child.edge and child.edge.child_keyed)]
         step = EntityStateFn(node, sinks)
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
@@ -135,14 +144,13 @@ class Assemble(beam.PTransform):
         return self._keyed(f"State[{node.label}]", tuple(inputs), step, key_type)
 
     def _related(self, child: Node, parent_updates: beam.PCollection, parsed: Any) -> beam.PCollection:
-        """REL messages for the parent of ``child``, keyed by the parent's key.
-
-        A class with relations of its own needs a stage of its own to assemble its rows;
-        the updates of one without go straight on, by the join key they carry.
+        """REL messages for the parent of ``child`` (one with a stage of its own, or a lookup),
+        keyed by the parent's key. The rows of a child-keyed leaf class come with the parent's
+        own input (``_ParseFn`` routes them there).
         """
         edge = child.edge
         assert edge is not None   # a child node
-        rows = self._state(child, parsed) if child.children else parsed[_route_tag(child)]
+        rows = self._state(child, parsed) if child.children else parsed[_input_tag(child)]
         if edge.child_keyed:
             return rows
         members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, edge)
@@ -152,16 +160,15 @@ class Assemble(beam.PTransform):
 
     @staticmethod
     def _keyed(label: str, inputs: Tuple[beam.PCollection, ...], step: Any, key_type: Any) -> Any:
-        grouped = (
-            inputs
-            | f"{label}/Flatten" >> beam.Flatten()
-            | f"{label}/Group" >> beam.ParDo(GroupWithinBundle(MAX_GROUP)).with_output_types(
-                Tuple[key_type, List[Any]]))
+        merged = inputs[0] if len(inputs) == 1 else inputs | f"{label}/Flatten" >> beam.Flatten()
+        grouped = merged | f"{label}/Group" >> beam.ParDo(GroupWithinBundle(MAX_GROUP)).with_output_types(
+            Tuple[key_type, List[Any]])
         return grouped | label >> (step if isinstance(step, beam.PTransform) else beam.ParDo(step))
 
 
-def _route_tag(node: Node) -> str:
-    return f"rows:{node.label}"
+def _input_tag(node: Node) -> str:
+    """The parse output feeding ``node``'s stage (or, for a parent-keyed leaf, its lookup)."""
+    return f"in:{node.label}"
 
 
 def _key_type(schema: ClassSchema, attrs: Tuple[str, ...]) -> Any:
