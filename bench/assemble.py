@@ -43,7 +43,7 @@ def generate(updates: int, users: int, days: int):
     def chunk(index: int):
         for i in range(index * CHUNK, min((index + 1) * CHUNK, updates)):
             at = (START + i * step).isoformat()
-            user = f"u{(i * 7919) % users}"
+            user = f"u{(i // 10 * 7919) % users}"   # each user: its user, account and transfer updates
             kind = i % 10
             if kind == 0:
                 yield {"user.uuid": user, "user.full_name": f"Name {i}", "user.ts": at}

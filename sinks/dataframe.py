@@ -87,10 +87,10 @@ class DataFrame:
     def filter(self, *conditions: Filter) -> "DataFrame":
         """Rows for which every condition holds (a null result counts as false)."""
         now = self.now or datetime.now(timezone.utc)
-        expression = conditions[0].expression(self._column_or_time, now)
+        mask = conditions[0].mask(self._table, self._column_or_time, now)
         for condition in conditions[1:]:
-            expression = expression & condition.expression(self._column_or_time, now)
-        return self._with(self._table.filter(expression))
+            mask = pc.and_kleene(mask, condition.mask(self._table, self._column_or_time, now))
+        return self._with(self._table.filter(mask, null_selection_behavior="drop"))
 
     def count(self) -> int:
         return self._table.num_rows
