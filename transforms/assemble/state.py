@@ -34,6 +34,8 @@ from transforms.assemble.related import RelatedRows
 
 OWN, REL, MEMBER = 0, 1, 2
 NEVER = -(2 ** 63)
+
+
 def micros(value: Optional[timedelta]) -> Optional[int]:
     return None if value is None else value // timedelta(microseconds=1)
 
@@ -84,7 +86,7 @@ class EntityState:
 class EntityStateFn(beam.DoFn):
     """Keeps one node's entities; emits each entity's row to its parent, or, at the root, fires sinks.
 
-    Input: ``(key, [messages])`` (grouped within a bundle; order kept).
+    Input: ``(key, [messages])``, grouped within a bundle and applied in event-time order.
     Output at a non-root node: ``(join_value, REL message)`` with the entity's whole row,
     for the parent's side; at the root: ``(key, update)`` on the output named after each
     sink it fires, timestamped with the entity's clock.
@@ -221,6 +223,7 @@ class EntityStateFn(beam.DoFn):
                 for k in old:
                     del rows[k]
                 self.rows_pruned.inc(len(old))
+
 
 def _load(stored: Any) -> Any:
     packed = stored.read()
