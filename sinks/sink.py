@@ -75,10 +75,10 @@ class SinkSpec:
         return f"{self.filename}:{self.line}"
 
 
-class Sink:
-    """A function decorated with ``@sink``: call it as the function; read ``.spec``."""
+class DecoratedFunction:
+    """A user's function wrapped by a decorator: calls it unchanged, carries its parsed ``.spec``."""
 
-    def __init__(self, fn: Callable[..., Any], spec: SinkSpec) -> None:
+    def __init__(self, fn: Callable[..., Any], spec: Any) -> None:
         self.fn = fn
         self.spec = spec
         functools.update_wrapper(self, fn)
@@ -87,12 +87,18 @@ class Sink:
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> Any:
-        # A module-level sink pickles as a reference, so workers import the user's module;
+        # A module-level function pickles as a reference, so workers import the user's module;
         # others (defined inside functions) travel by value.
         module = sys.modules.get(self.fn.__module__)
         if module is not None and getattr(module, self.fn.__qualname__, None) is self:
             return self.fn.__qualname__
-        return Sink, (self.fn, self.spec)
+        return type(self), (self.fn, self.spec)
+
+
+class Sink(DecoratedFunction):
+    """A function decorated with ``@sink``: call it as the function; read ``.spec``."""
+
+    spec: SinkSpec
 
     def __repr__(self) -> str:
         return f"<sink {self.spec.name!r} ({self.spec.module}.{self.spec.qualname})>"

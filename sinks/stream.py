@@ -12,16 +12,15 @@ feature updates.
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import json
-import sys
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from sinks.errors import DefinitionError, located
 from sinks.features import Ref, info, is_feature_class
+from sinks.sink import DecoratedFunction
 
 
 @dataclass(frozen=True)
@@ -33,22 +32,10 @@ class StreamSpec:
     line: int
 
 
-class StreamResolver:
+class StreamResolver(DecoratedFunction):
     """A function decorated with ``@stream``: call it as the function; read ``.spec``."""
 
-    def __init__(self, fn: Callable[..., Any], spec: StreamSpec) -> None:
-        self.fn = fn
-        self.spec = spec
-        functools.update_wrapper(self, fn)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
-
-    def __reduce__(self) -> Any:
-        module = sys.modules.get(self.fn.__module__)
-        if module is not None and getattr(module, self.fn.__qualname__, None) is self:
-            return self.fn.__qualname__
-        return StreamResolver, (self.fn, self.spec)
+    spec: StreamSpec
 
     def message(self, record: Any) -> Any:
         """The argument the function takes for a raw record (bytes, text or parsed JSON)."""
