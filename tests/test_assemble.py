@@ -10,6 +10,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms.window import TimestampedValue
 
 from sinks import DataFrame, FeatureTime, after, features, sink
 from transforms.assemble import Assemble, RelatedRows
@@ -290,3 +291,43 @@ def test_final_aggregate_does_not_depend_on_arrival_order(bank, direction):
     frame = last.frame(totals.spec.inputs[1].ref)
     assert frame_ids(last, totals, "txns") == sorted(f"t{i}" for i in range(11, 20) if i % 3)
     assert frame[Transfer.amount].sum() == sum(float(i) for i in range(11, 20) if i % 3)
+
+
+def test_windowed_input_is_refused_since_entity_state_spans_all_time(bank):
+    User, _, _ = bank
+
+    @sink
+    def names(uid: User.uuid, name: User.full_name):
+        pass
+
+    pipeline = beam.Pipeline("BundleBasedDirectRunner")
+    windowed = (pipeline | beam.Create([{"user.uuid": "u1"}])
+                | beam.WindowInto(beam.window.FixedWindows(60)))
+    with pytest.raises(ValueError, match="globally windowed, not .*FixedWindows"):
+        windowed | Assemble([names])
+
+
+def test_without_feature_time_the_elements_own_timestamp_orders_updates(registry):
+    @features
+    class Device:
+        id: str
+        name: str
+
+    @sink
+    def names(did: Device.id, name: Device.name):
+        pass
+
+    stream = (TestStream()
+              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "new"}, 10)])
+              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "old"}, 5)])
+              .advance_watermark_to_infinity())
+    _COLLECTED.clear()
+    _COLLECTED["names"] = []
+    pipeline = beam.Pipeline("BundleBasedDirectRunner")
+    fired = (pipeline | stream | Assemble([names]))["names"]
+    fired | beam.Map(lambda element, at=beam.DoFn.TimestampParam: _collect((element, at.micros), "names"))
+    pipeline.run().wait_until_finish()
+    assert _COLLECTED["names"] == [
+        (("d1", {"did": "d1", "name": "new"}), 10_000_000),
+        (("d1", {"did": "d1", "name": "new"}), 10_000_000),    # older by its element time: not stored
+    ]

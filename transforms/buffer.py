@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam import coders, typehints
@@ -35,7 +35,8 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
-from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms.group_within_bundle import GroupWithinBundle
 
 Clock = Callable[[], float]
 
@@ -45,47 +46,6 @@ MAX_GROUP = 1000
 
 def _seconds(value: Optional[timedelta]) -> Optional[float]:
     return None if value is None else value.total_seconds()
-
-
-class GroupWithinBundle(beam.DoFn):
-    """Groups a bundle's values per key and window, so state and timers are paid per group.
-
-    A group is emitted when it reaches ``max_group`` values or the bundle ends,
-    stamped with its newest value's timestamp; values keep their order. Every
-    group is emitted once ``max_held`` values are held in all, since a batch
-    runner's bundle may be its whole input.
-    """
-
-    def __init__(self, max_group: int, max_held: int = 20_000) -> None:
-        self.max_group = max_group
-        self.max_held = max_held
-
-    def start_bundle(self) -> None:
-        self._groups: Dict[Tuple[Any, Any], List[Any]] = {}
-        self._held = 0
-
-    def process(self, element: Tuple[Any, Any], timestamp=beam.DoFn.TimestampParam,
-                window=beam.DoFn.WindowParam) -> Iterable[WindowedValue]:
-        key, value = element
-        group = self._groups.get((key, window))
-        if group is None:
-            group = self._groups[(key, window)] = [[], timestamp]
-        group[0].append(value)
-        self._held += 1
-        if timestamp > group[1]:
-            group[1] = timestamp
-        if len(group[0]) >= self.max_group:
-            del self._groups[(key, window)]
-            self._held -= len(group[0])
-            yield WindowedValue((key, group[0]), group[1], (window,))
-        elif self._held >= self.max_held:
-            yield from self.finish_bundle()
-
-    def finish_bundle(self) -> Iterable[WindowedValue]:
-        for (key, window), (values, timestamp) in self._groups.items():
-            yield WindowedValue((key, values), timestamp, (window,))
-        self._groups = {}
-        self._held = 0
 
 
 class _BufferFn(beam.DoFn):

@@ -2,16 +2,21 @@
 
 For one root class (``User``) and the sinks reading it::
 
-    updates ─ Parse ─┬─ transfer ─ Key ─ State(transfer) ──────────────── (user key, row) ─┐
-                     ├─ account ── Key ─ State(account) ───────────────── (user key, row) ─┤
-                     │                   (parent-keyed: ─ Lookup(join value) ─ parent key) │
-                     ├─ user ───── Key ───────────────────────────────────────────────────┴─ State(user) ─┬─ sink A
-                     │                                                                                   └─ sink B
+    updates ─ Parse ─┬─ in:user ─────────────────────────────────────────┬─ State(user) ─┬─ sink A
+                     │    user updates, and rows of leaf classes holding │               └─ sink B
+                     │    the user's key (transfers, accounts)           │
+                     ├─ in:card ─ Lookup(card id) ── (user key, row) ────┤  a leaf whose key the user holds
+                     ├─ in:team ─ State(team) ────── (user key, row) ────┘  a class with relations of its own
                      └─ dead_letters
 
-Every node of the plan (``transforms.assemble.plan``) is one keyed stateful
-stage, built leaves first; its rows flow up to its parent, and the root's
-stage fires the sinks. See ``transforms.assemble.state`` for what the state
+Parse checks each update, routes it by its class and join key, and groups what
+it routes per key within the bundle, so each stateful step is paid per group.
+Every stage reads exactly one output of Parse, and the bank example is Parse and
+State(user), fused.
+
+The root and every node of the plan (``transforms.assemble.plan``) with
+relations of its own is one keyed stateful stage, built from the bottom up; its
+rows flow up to its parent, and the root's stage fires the sinks. See ``transforms.assemble.state`` for what the state
 holds and when a sink fires.
 """
 from __future__ import annotations
@@ -22,28 +27,32 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.typehints.native_type_compatibility import convert_to_beam_type
+from apache_beam.utils import windowed_value
 
 from sinks.sink import Sink
 from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of
 from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
-from transforms.assemble.state import MEMBER, OWN, REL, EntityStateFn, LookupFn, join_value
-from transforms.buffer import GroupWithinBundle
+from transforms.assemble.state import GLOBAL_WINDOW, MEMBER, OWN, REL, EntityStateFn, LookupFn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.group_within_bundle import BundleGroups, Group, GroupWithinBundle
 
 # Messages of one key grouped within a bundle before a stateful stage, at most.
 MAX_GROUP = 1000
 
 
 class _ParseFn(beam.DoFn):
-    """Checks and coerces updates, timestamped with their event time, and sends each where
-    ``routes`` say: ``(key, OWN message)`` to the stage of its own class, ``(join value, REL
-    message)`` to the stage (or lookup) of each parent whose related row it is; anything
-    unusable goes to dead letters with the reason.
+    """Checks and coerces updates and sends each where ``routes`` say, grouped per key within
+    the bundle: ``(key, [OWN messages])`` to the stage of its own class, ``(join value, [REL
+    messages])`` to the stage (or lookup) of each parent whose related row it is, each group
+    stamped with its newest update's event time. Anything unusable goes to dead letters with
+    the reason.
 
-    A keyed stage reads one output of this step, so the runner can fuse them: a ``Flatten``
-    in between makes the FnApiRunner hold its whole input in memory."""
+    Parsing and grouping are one step because invoking a DoFn that reads its element's
+    timestamp costs about as much as parsing. A keyed stage reads one output of this step, so
+    the runner can fuse them: a ``Flatten`` in between makes the FnApiRunner hold its whole
+    input in memory."""
 
     def __init__(self, parser: UpdateParser, routes: Dict[str, List[Tuple[str, Optional[Edge]]]]) -> None:
         self.parser = parser
@@ -51,39 +60,57 @@ class _ParseFn(beam.DoFn):
         self.parsed = Metrics.counter("sinks.assemble", "updates")
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
 
-    def process(self, update: Any, timestamp=beam.DoFn.TimestampParam) -> Iterable[TaggedOutput]:
+    def start_bundle(self) -> None:
+        self._groups = BundleGroups(MAX_GROUP)
+        self._parsed = 0
+
+    def process(self, update: Any, windowed=beam.DoFn.WindowedValueParam) -> List[TaggedOutput]:
+        # A list, not a generator: most updates output nothing until their group is due.
         try:
-            parsed = self.parser.parse(update, timestamp.micros)
+            # The element's own time in µs, without the Timestamp object TimestampParam would build.
+            namespace, key, time, values = self.parser.parse(update, windowed.timestamp_micros)
         except BadUpdate as error:
             self.rejected.inc()
-            yield TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))
-            return
-        self.parsed.inc()
-        namespace, key, time, values = parsed.namespace, parsed.key, parsed.time, parsed.values
-        at = Timestamp(micros=time)
+            return [TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))]
+        self._parsed += 1
+        outputs: List[TaggedOutput] = []
+        message: tuple
         for tag, edge in self.routes.get(namespace, ()):
             if edge is None:
-                yield TaggedOutput(tag, TimestampedValue((key, (OWN, time, values)), at))
-                continue
-            value = join_value(values, edge.child_attrs)
-            if value is None:
-                self.rejected.inc()
-                needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
-                unplaced = BadUpdate(f"an update of a related row must carry its join key {needed} "
-                                     f"(relation '{edge.relation}')")
-                yield TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, unplaced, update))
-                continue
-            yield TaggedOutput(tag, TimestampedValue(
-                (value, (REL, edge.relation, value, key, time, values)), at))
+                to, message = key, (OWN, time, values)
+            else:
+                value = join_value(values, edge.child_attrs)
+                if value is None:
+                    outputs.append(self._unplaced(update, namespace, edge))
+                    continue
+                to, message = value, (REL, edge.relation, value, key, time, values)
+            outputs.extend(map(_tagged_group, self._groups.add((tag, to), message, time)))
+        return outputs
+
+    def _unplaced(self, update: Any, namespace: str, edge: Edge) -> TaggedOutput:
+        self.rejected.inc()
+        needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
+        error = BadUpdate(f"an update of a related row must carry its join key {needed} (relation '{edge.relation}')")
+        return TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))
+
+    def finish_bundle(self) -> Iterable[TaggedOutput]:
+        self.parsed.inc(self._parsed)
+        for due in self._groups.drain():
+            yield _tagged_group(due)
 
 
-def _memberships(element: Tuple[Any, tuple], edge: Edge) -> Iterable[Tuple[Any, tuple]]:
-    key, message = element
-    if message[0] != OWN:
-        return
-    value = join_value(message[2], edge.parent_attrs)
-    if value is not None:
-        yield value, (MEMBER, key)
+def _tagged_group(group: Group) -> TaggedOutput:
+    (tag, key), messages, micros = group
+    return TaggedOutput(tag, windowed_value.create((key, messages), micros, GLOBAL_WINDOW))
+
+
+def _memberships(group: Tuple[Any, List[tuple]], edge: Edge) -> Iterable[Tuple[Any, tuple]]:
+    key, messages = group
+    for message in messages:
+        if message[0] == OWN:
+            value = join_value(message[2], edge.parent_attrs)
+            if value is not None:
+                yield value, (MEMBER, key)
 
 
 class Assemble(beam.PTransform):
@@ -112,6 +139,9 @@ class Assemble(beam.PTransform):
         self.schemas = schemas_of(s.spec.root for s in sinks)
 
     def expand(self, updates: beam.PCollection) -> Dict[str, beam.PCollection]:
+        if not isinstance(updates.windowing.windowfn, GlobalWindows):
+            raise ValueError(f"Assemble keeps each entity's state across all time, so its input must be "
+                             f"globally windowed, not {updates.windowing.windowfn!r}; window what the sinks receive")
         routes: Dict[str, List[Tuple[str, Optional[Edge]]]] = {}
         for plan in self.plans:
             for node in plan.root.post_order():
@@ -134,14 +164,14 @@ class Assemble(beam.PTransform):
 
     def _state(self, node: Node, parsed: Any, sinks: Tuple = ()) -> Any:
         """The stateful stage of ``node``, fed its own updates and its children's rows."""
-        own = parsed[_input_tag(node)]
-        inputs = [own] + [self._related(child, own, parsed) for child in node.children.values()
-                          if child.children or not (child.edge and child.edge.child_keyed)]
+        key_type = _key_type(node.schema, (node.schema.primary,))
+        own = _grouped_input(parsed, node, key_type)
+        related = [self._related(child, own, parsed) for child in node.children.values()
+                   if child.children or not (child.edge and child.edge.child_keyed)]
         step = EntityStateFn(node, sinks)
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
-        key_type = _key_type(node.schema, (node.schema.primary,))
-        return self._keyed(f"State[{node.label}]", tuple(inputs), step, key_type)
+        return self._keyed(f"State[{node.label}]", [own], related, step, key_type)
 
     def _related(self, child: Node, parent_updates: beam.PCollection, parsed: Any) -> beam.PCollection:
         """REL messages for the parent of ``child`` (one with a stage of its own, or a lookup),
@@ -150,20 +180,36 @@ class Assemble(beam.PTransform):
         """
         edge = child.edge
         assert edge is not None   # a child node
-        rows = self._state(child, parsed) if child.children else parsed[_input_tag(child)]
-        if edge.child_keyed:
-            return rows
         members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, edge)
         join_type = _key_type(child.schema, edge.child_attrs)
-        return self._keyed(f"Lookup[{child.label}]", (rows, members),
-                           LookupFn(edge.relation, child.schema.time), join_type)
+        lookup = LookupFn(edge.relation, child.schema.time)
+        if not child.children:     # a parent-keyed leaf: its rows come grouped from the parser
+            rows = _grouped_input(parsed, child, join_type)
+            return self._keyed(f"Lookup[{child.label}]", [rows], [members], lookup, join_type)
+        rows = self._state(child, parsed)
+        if edge.child_keyed:
+            return rows
+        return self._keyed(f"Lookup[{child.label}]", [], [rows, members], lookup, join_type)
 
     @staticmethod
-    def _keyed(label: str, inputs: Tuple[beam.PCollection, ...], step: Any, key_type: Any) -> Any:
-        merged = inputs[0] if len(inputs) == 1 else inputs | f"{label}/Flatten" >> beam.Flatten()
-        grouped = merged | f"{label}/Group" >> beam.ParDo(GroupWithinBundle(MAX_GROUP)).with_output_types(
-            Tuple[key_type, List[Any]])
+    def _keyed(label: str, groups: List[beam.PCollection], singles: List[beam.PCollection], step: Any,
+               key_type: Any) -> Any:
+        """``step`` (a stateful DoFn) over ``(key, [messages])`` groups: ``groups`` already are,
+        ``singles`` are ``(key, message)`` pairs, grouped here within each bundle."""
+        if singles:
+            merged = singles[0] if len(singles) == 1 else singles | f"{label}/FlattenRows" >> beam.Flatten()
+            groups = groups + [merged | f"{label}/Group" >> beam.ParDo(
+                GroupWithinBundle(MAX_GROUP)).with_output_types(Tuple[key_type, List[Any]])]
+        grouped = groups[0] if len(groups) == 1 else groups | f"{label}/Flatten" >> beam.Flatten()
         return grouped | label >> (step if isinstance(step, beam.PTransform) else beam.ParDo(step))
+
+
+def _grouped_input(parsed: Any, node: Node, key_type: Any) -> beam.PCollection:
+    """The parser's ``(key, [messages])`` groups for ``node``, typed so that Beam picks a
+    deterministic coder for the state's key (a tagged output's type is otherwise ``Any``)."""
+    groups = parsed[_input_tag(node)]
+    groups.element_type = convert_to_beam_type(Tuple[key_type, List[Any]])
+    return groups
 
 
 def _input_tag(node: Node) -> str:

@@ -9,10 +9,10 @@ message says which feature and why, for the dead-letter output.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import abc
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from sinks.features import info
 from transforms.assemble.plan import ClassSchema, schema_of
@@ -24,8 +24,7 @@ class BadUpdate(ValueError):
     """A feature update that cannot be used; the message says why."""
 
 
-@dataclass(frozen=True)
-class ParsedUpdate:
+class ParsedUpdate(NamedTuple):
     namespace: str
     key: Any
     time: int                       # event time, microseconds since the epoch
@@ -136,7 +135,7 @@ class UpdateParser:
 
     def parse(self, update: Any, element_time: int) -> ParsedUpdate:
         """The checked update; ``element_time`` (µs) is its time when its class has no FeatureTime value."""
-        if not isinstance(update, Mapping):
+        if not isinstance(update, abc.Mapping):   # a third of the cost of typing.Mapping
             raise BadUpdate(f"a feature update is a mapping of feature names to values, not {type(update).__name__}")
         if not update:
             raise BadUpdate("empty update: it names no feature")

@@ -25,8 +25,8 @@ from apache_beam import coders
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
-from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils import windowed_value
 
 from transforms.assemble.parse import to_micros
 from transforms.assemble.plan import Edge, Node, SinkPlan
@@ -34,6 +34,10 @@ from transforms.assemble.related import RelatedRows
 
 OWN, REL, MEMBER = 0, 1, 2
 NEVER = -(2 ** 63)
+# Assemble's input is globally windowed (checked in ``Assemble.expand``); outputs are stamped
+# into that window directly (``windowed_value.create``), skipping the window function that a
+# ``TimestampedValue`` goes through and the ``Timestamp`` object it needs.
+GLOBAL_WINDOW = (GlobalWindow(),)
 
 
 def micros(value: Optional[timedelta]) -> Optional[int]:
@@ -101,6 +105,10 @@ class EntityStateFn(beam.DoFn):
         self.edge = node.edge
         self.children = {name: _Child(child) for name, child in node.children.items()}
         self.sinks = sinks
+        # Per sink, its has-many windows: (top-level relation or None if below a has-one, µs).
+        self.windows = tuple(tuple((item.path[0] if len(item.path) == 1 else None,
+                                    item.window // timedelta(microseconds=1))
+                                   for item in sink.inputs if item.window is not None) for sink in sinks)
         self.prunes = any(c.horizon is not None for c in self.children.values())
         self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
         self.rows_pruned = Metrics.counter(f"sinks.assemble.{self.label}", "related_rows_pruned")
@@ -163,15 +171,18 @@ class EntityStateFn(beam.DoFn):
         value = key if edge.child_keyed else join_value(state.values, edge.parent_attrs)
         return state.related.get(relation, {}).get(value)
 
+    def related(self, state: EntityState, key: Any, relation: str) -> Any:
+        """A relation of the entity resolved: its row (has-one, None if unknown) or its rows (has-many)."""
+        rows = self._rows(state, key, relation)
+        if self.children[relation].edge.many:
+            return [held[1] for held in rows.values()] if rows else []
+        return max(rows.values(), key=_time)[1] if rows else None
+
     def row(self, state: EntityState, key: Any) -> Dict[str, Any]:
-        """The entity's features, with each relation resolved: a row (has-one) or a list (has-many)."""
+        """The entity's features, with each relation resolved."""
         row = dict(state.values)
-        for name, child in self.children.items():
-            rows = self._rows(state, key, name)
-            if child.edge.many:
-                row[name] = [held[1] for held in rows.values()] if rows else []
-            else:
-                row[name] = max(rows.values(), key=_time)[1] if rows else None
+        for name in self.children:
+            row[name] = self.related(state, key, name)
         return row
 
     def _route(self, state: EntityState, key: Any) -> Iterable[tuple]:
@@ -189,26 +200,43 @@ class EntityStateFn(beam.DoFn):
         """Each sink reading something the message carried (anything, on the entity's first
         appearance), or whose time window lost a row as the clock moved, is fired once its
         required inputs are all known."""
-        row = None
-        for sink in self.sinks:
+        moved = state.clock != clock_before
+        related: Dict[str, Any] = {}     # relations resolved so far for this firing
+        for sink, windows in zip(self.sinks, self.windows):
             if not (first or not sink.triggers.isdisjoint(carried)
-                    or self._window_moved(state, key, sink, clock_before)):
+                    or (moved and windows and self._window_moved(state, key, windows, clock_before))):
                 continue
-            row = row or self.row(state, key)
-            update = _inputs(sink, row, state.clock)
+            update = self._inputs(sink, state, key, related)
             if update is not None:
-                yield TaggedOutput(sink.name, TimestampedValue((key, update), Timestamp(micros=state.clock)))
+                yield TaggedOutput(sink.name, windowed_value.create((key, update), state.clock, GLOBAL_WINDOW))
 
-    def _window_moved(self, state: EntityState, key: Any, sink: SinkPlan, clock_before: int) -> bool:
-        if state.clock == clock_before:
-            return False
+    def _inputs(self, sink: SinkPlan, state: EntityState, key: Any,
+                related: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """A sink's inputs at the entity's clock; None while a required one is unknown."""
+        update = {}
         for item in sink.inputs:
-            if item.window is None:
-                continue
-            if len(item.path) > 1:
+            head = item.path[0]
+            if head in self.children:
+                if head not in related:
+                    related[head] = self.related(state, key, head)
+                value = related[head]
+            else:
+                value = state.values.get(head)
+            for attr in item.path[1:]:
+                value = value.get(attr) if value is not None else None
+            if item.many:
+                value = RelatedRows(value or [], state.clock)
+            elif value is None and not item.optional:
+                return None
+            update[item.name] = value
+        return update
+
+    def _window_moved(self, state: EntityState, key: Any, windows: Tuple[Tuple[Optional[str], int], ...],
+                      clock_before: int) -> bool:
+        for relation, window in windows:
+            if relation is None:
                 return True     # a window below a has-one relation: assume it moved
-            rows = self._rows(state, key, item.path[0])
-            window = item.window // timedelta(microseconds=1)
+            rows = self._rows(state, key, relation)
             if rows and any(clock_before - window <= held[2] < state.clock - window for held in rows.values()):
                 return True
         return False
@@ -220,9 +248,10 @@ class EntityStateFn(beam.DoFn):
             bound = now - child.horizon
             for rows in state.related[name].values():
                 old = [k for k, held in rows.items() if held[2] < bound]
-                for k in old:
-                    del rows[k]
-                self.rows_pruned.inc(len(old))
+                if old:
+                    for k in old:
+                        del rows[k]
+                    self.rows_pruned.inc(len(old))
 
 
 def _load(stored: Any) -> Any:
@@ -255,21 +284,6 @@ def merge_row(rows: Dict[Any, tuple], child_key: Any, time: int, values: Optiona
     row = {**held[1], **values} if held is not None else dict(values)
     row_time = row.get(time_attr) if time_attr else None
     rows[child_key] = (time, row, to_micros(row_time) if row_time is not None else time)
-
-
-def _inputs(sink: SinkPlan, row: Dict[str, Any], now: int) -> Optional[Dict[str, Any]]:
-    """A sink's inputs from the root's resolved row; None while a required one is unknown."""
-    update = {}
-    for item in sink.inputs:
-        value: Any = row
-        for attr in item.path:
-            value = value.get(attr) if value is not None else None
-        if item.many:
-            value = RelatedRows(value or [], now)
-        elif value is None and not item.optional:
-            return None
-        update[item.name] = value
-    return update
 
 
 class LookupFn(beam.DoFn):
