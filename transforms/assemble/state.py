@@ -171,7 +171,7 @@ class EntityStateFn(beam.DoFn):
         value = key if edge.child_keyed else join_value(state.values, edge.parent_attrs)
         return state.related.get(relation, {}).get(value)
 
-    def related(self, state: EntityState, key: Any, relation: str) -> Any:
+    def resolve(self, state: EntityState, key: Any, relation: str) -> Any:
         """A relation of the entity resolved: its row (has-one, None if unknown) or its rows (has-many)."""
         rows = self._rows(state, key, relation)
         if self.children[relation].edge.many:
@@ -182,7 +182,7 @@ class EntityStateFn(beam.DoFn):
         """The entity's features, with each relation resolved."""
         row = dict(state.values)
         for name in self.children:
-            row[name] = self.related(state, key, name)
+            row[name] = self.resolve(state, key, name)
         return row
 
     def _route(self, state: EntityState, key: Any) -> Iterable[tuple]:
@@ -201,25 +201,25 @@ class EntityStateFn(beam.DoFn):
         appearance), or whose time window lost a row as the clock moved, is fired once its
         required inputs are all known."""
         moved = state.clock != clock_before
-        related: Dict[str, Any] = {}     # relations resolved so far for this firing
+        resolved: Dict[str, Any] = {}     # relations resolved so far for this message
         for sink, windows in zip(self.sinks, self.windows):
             if not (first or not sink.triggers.isdisjoint(carried)
                     or (moved and windows and self._window_moved(state, key, windows, clock_before))):
                 continue
-            update = self._inputs(sink, state, key, related)
+            update = self._inputs(sink, state, key, resolved)
             if update is not None:
                 yield TaggedOutput(sink.name, windowed_value.create((key, update), state.clock, GLOBAL_WINDOW))
 
     def _inputs(self, sink: SinkPlan, state: EntityState, key: Any,
-                related: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+                resolved: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """A sink's inputs at the entity's clock; None while a required one is unknown."""
         update = {}
         for item in sink.inputs:
             head = item.path[0]
             if head in self.children:
-                if head not in related:
-                    related[head] = self.related(state, key, head)
-                value = related[head]
+                if head not in resolved:
+                    resolved[head] = self.resolve(state, key, head)
+                value = resolved[head]
             else:
                 value = state.values.get(head)
             for attr in item.path[1:]:
