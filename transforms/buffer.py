@@ -36,12 +36,9 @@ from apache_beam.transforms.userstate import (
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.group_within_bundle import GroupWithinBundle
+from transforms.group_within_bundle import MAX_GROUP, GroupWithinBundle
 
 Clock = Callable[[], float]
-
-# Values of one key grouped before the stateful step, at most (bounds memory per bundle).
-MAX_GROUP = 1000
 
 
 def _seconds(value: Optional[timedelta]) -> Optional[float]:

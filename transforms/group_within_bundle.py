@@ -2,7 +2,8 @@
 
 ``BundleGroups`` is the bookkeeping, for DoFns that group as they go
 (the assemble stage's parser); ``GroupWithinBundle`` is the DoFn that does
-only that, before ``Buffer``'s stateful step. Like ``BatchElements``, a group
+only that, before ``Buffer``'s stateful step and before an assemble stage fed
+by other stages. Like ``BatchElements``, a group
 never outlives its bundle: it is emitted when it is full, when too many values
 are held in all (a batch runner's bundle may be its whole input), or when the
 bundle ends.
@@ -15,6 +16,8 @@ import apache_beam as beam
 from apache_beam.utils import windowed_value
 from apache_beam.utils.windowed_value import WindowedValue
 
+# Values of one key in a group, at most (bounds what a stateful step takes at once).
+MAX_GROUP = 1000
 # A group: its key, its values in arrival order, and the newest value's timestamp (µs).
 Group = Tuple[Any, List[Any], int]
 

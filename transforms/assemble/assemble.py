@@ -16,8 +16,8 @@ State(user), fused.
 
 The root and every node of the plan (``transforms.assemble.plan``) with
 relations of its own is one keyed stateful stage, built from the bottom up; its
-rows flow up to its parent, and the root's stage fires the sinks. See ``transforms.assemble.state`` for what the state
-holds and when a sink fires.
+rows flow up to its parent, and the root's stage fires the sinks. See
+``transforms.assemble.state`` for what the state holds and when a sink fires.
 """
 from __future__ import annotations
 
@@ -36,10 +36,7 @@ from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of
 from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
 from transforms.assemble.state import GLOBAL_WINDOW, MEMBER, OWN, REL, EntityStateFn, LookupFn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
-from transforms.group_within_bundle import BundleGroups, Group, GroupWithinBundle
-
-# Messages of one key grouped within a bundle before a stateful stage, at most.
-MAX_GROUP = 1000
+from transforms.group_within_bundle import MAX_GROUP, BundleGroups, Group, GroupWithinBundle
 
 
 class _ParseFn(beam.DoFn):
@@ -180,16 +177,17 @@ class Assemble(beam.PTransform):
         """
         edge = child.edge
         assert edge is not None   # a child node
-        members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, edge)
         join_type = _key_type(child.schema, edge.child_attrs)
-        lookup = LookupFn(edge.relation, child.schema.time)
-        if not child.children:     # a parent-keyed leaf: its rows come grouped from the parser
-            rows = _grouped_input(parsed, child, join_type)
-            return self._keyed(f"Lookup[{child.label}]", [rows], [members], lookup, join_type)
-        rows = self._state(child, parsed)
-        if edge.child_keyed:
-            return rows
-        return self._keyed(f"Lookup[{child.label}]", [], [rows, members], lookup, join_type)
+        if child.children:
+            rows = self._state(child, parsed)
+            if edge.child_keyed:
+                return rows
+            groups, singles = [], [rows]
+        else:                      # a parent-keyed leaf: its rows come grouped from the parser
+            groups, singles = [_grouped_input(parsed, child, join_type)], []
+        members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, edge)
+        return self._keyed(f"Lookup[{child.label}]", groups, singles + [members],
+                           LookupFn(edge.relation, child.schema.time), join_type)
 
     @staticmethod
     def _keyed(label: str, groups: List[beam.PCollection], singles: List[beam.PCollection], step: Any,
