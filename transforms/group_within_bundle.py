@@ -18,6 +18,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 # Values of one key in a group, at most (bounds what a stateful step takes at once).
 MAX_GROUP = 1000
+# Values held in all, at most, before every group is emitted (a batch runner's bundle may be its whole input).
+MAX_HELD = 20_000
 # A group: its key, its values in arrival order, and the newest value's timestamp (µs).
 Group = Tuple[Any, List[Any], int]
 
@@ -25,7 +27,7 @@ Group = Tuple[Any, List[Any], int]
 class BundleGroups:
     """Values grouped per key, bounded by ``max_group`` values per group and ``max_held`` in all."""
 
-    def __init__(self, max_group: int, max_held: int = 20_000) -> None:
+    def __init__(self, max_group: int, max_held: int = MAX_HELD) -> None:
         self.max_group = max_group
         self.max_held = max_held
         self._groups: Dict[Hashable, list] = {}
@@ -62,7 +64,7 @@ class GroupWithinBundle(beam.DoFn):
     A group is stamped with its newest value's timestamp; values keep their order.
     """
 
-    def __init__(self, max_group: int, max_held: int = 20_000) -> None:
+    def __init__(self, max_group: int, max_held: int = MAX_HELD) -> None:
         self.max_group = max_group
         self.max_held = max_held
 
