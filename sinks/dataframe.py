@@ -154,7 +154,13 @@ def _table(rows: List[Dict[str, Any]], columns: Optional[Sequence[Column]]) -> p
     if all(types) or not rows:
         schema = pa.schema([pa.field(n, t or pa.null()) for n, t in zip(names, types)])
         return pa.Table.from_pylist(rows, schema=schema)
-    # A feature of a type Arrow has no fixed mapping for (list, dict, Decimal): infer it.
+    # A feature of a type Arrow has no fixed mapping for (list, dict, Decimal): infer it, and
+    # give the others their own type (a timestamp may come as µs since the epoch).
     inferred = pa.Table.from_pylist(rows)
-    return pa.table({n: inferred.column(n) if n in inferred.column_names
-                     else pa.nulls(len(rows)) for n in names})
+
+    def column(name: str, kind: Optional[pa.DataType]) -> Any:
+        if name not in inferred.column_names:
+            return pa.nulls(len(rows), kind or pa.null())
+        found = inferred.column(name)
+        return found.cast(kind) if kind else found
+    return pa.table({n: column(n, t) for n, t in zip(names, types)})

@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
-from sinks import DataFrame, FeatureTime, after, features, sink
+from sinks import DataFrame, FeatureTime, Primary, after, features, sink
 from transforms.assemble import Assemble, RelatedRows
 from transforms.dead_letters import DEAD_LETTERS
 
@@ -185,6 +185,45 @@ def test_two_hop_path_follows_changes_at_every_hop(registry):
         {"account.id": "a1", "account.user_id": "u1", "account.bank_id": "b2"},
     ])
     assert [u["bank"] for _, u in found["where"]] == ["First", "First National", "Second"]
+
+
+def test_timestamps_reach_sinks_as_aware_datetimes_at_every_depth(registry):
+    # The state holds timestamps as µs (transforms.assemble.parse); sinks never see that.
+    @features
+    class Shift:
+        starts: Primary[datetime]
+        ends: Optional[datetime]
+        room: "Room"
+        clocks: "DataFrame[Clock]"
+
+    @features
+    class Room:
+        id: str
+        shift_starts: Shift.starts
+        booked: datetime
+
+    @features
+    class Clock:
+        id: str
+        shift_starts: Shift.starts
+        at: FeatureTime
+
+    @sink
+    def shift(starts: Shift.starts, ends: Optional[Shift.ends], booked: Shift.room.booked,
+              clocks: Shift.clocks[after(days_ago=1)]):
+        pass
+
+    found, _ = run([shift], [
+        {"shift.starts": at(0), "shift.ends": "2026-03-01T08:00:00"},      # no zone: UTC
+        {"room.id": "r1", "room.shift_starts": at(0), "room.booked": at(-1)},
+        {"clock.id": "c1", "clock.shift_starts": at(0), "clock.at": at(0.5)},
+    ])
+    key, last = found["shift"][-1]
+    start = T0
+    assert (key, last["starts"], last["ends"], last["booked"]) == (
+        start, start, datetime(2026, 3, 1, 8, tzinfo=timezone.utc), T0 - timedelta(days=1))
+    frame = last["clocks"].frame(shift.spec.inputs[3].ref)
+    assert [row["clock.at"] for row in frame] == [T0 + timedelta(days=0.5)]
 
 
 def test_has_many_window_and_filter_as_transfers_arrive_change_and_age_out(bank):

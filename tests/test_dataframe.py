@@ -78,6 +78,26 @@ def test_empty_frame_keeps_a_typed_schema(Transfer):
     assert empty[Transfer.amount].sum() == 0
 
 
+def test_declared_types_hold_beside_an_inferred_column():
+    from decimal import Decimal
+
+    @features
+    class Fee:
+        id: str
+        rate: Decimal          # no fixed Arrow type: inferred
+        amount: float
+        charged_at: FeatureTime
+
+    stamp = 1_772_323_200_000_000       # 2026-03-01, as the assemble stage holds timestamps
+    frame = DataFrame([{Fee.id: "f1", Fee.rate: Decimal("0.5"), Fee.amount: 3, Fee.charged_at: stamp}],
+                      columns=[Fee.id, Fee.rate, Fee.amount, Fee.charged_at], time_column=Fee.charged_at, now=NOW)
+    schema = frame.to_arrow().schema
+    assert (schema.field("fee.amount").type, schema.field("fee.charged_at").type) == (
+        pa.float64(), pa.timestamp("us", tz="UTC"))
+    assert frame.to_pylist()[0]["fee.charged_at"] == NOW
+    assert frame[after(days_ago=1)].count() == 1
+
+
 def test_aggregation_needs_one_column(frame):
     with pytest.raises(ValueError, match="exactly one column"):
         frame.sum()

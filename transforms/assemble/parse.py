@@ -5,12 +5,17 @@ accepted when the namespace and every feature are known, the primary key is
 present and every value can be coerced to its feature's declared type; it then
 becomes a :class:`ParsedUpdate`. Anything else raises :class:`BadUpdate`, whose
 message says which feature and why, for the dead-letter output.
+
+Timestamps (``datetime`` features) become integer microseconds since the epoch:
+the state stage pickles its rows at every update, and a ``datetime`` costs about
+three times an ``int`` to pickle. They become ``datetime`` again where a sink
+receives them (``EntityStateFn``, ``RelatedRows.frame``).
 """
 from __future__ import annotations
 
 import math
 from collections import abc
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
@@ -18,6 +23,8 @@ from sinks.features import info
 from transforms.assemble.plan import ClassSchema, schema_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_EARLIEST_MICROS = (_EARLIEST - EPOCH) // timedelta(microseconds=1)
 
 
 class BadUpdate(ValueError):
@@ -28,12 +35,17 @@ class ParsedUpdate(NamedTuple):
     namespace: str
     key: Any
     time: int                       # event time, microseconds since the epoch
-    values: Dict[str, Any]          # attribute name → coerced value
+    values: Dict[str, Any]          # attribute name → coerced value (timestamps in µs)
 
 
 def to_micros(moment: datetime) -> int:
     delta = moment - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def moment(time: int) -> datetime:
+    """Microseconds since the epoch as an aware datetime; the earliest one for anything earlier."""
+    return _EARLIEST + timedelta(microseconds=max(time, _EARLIEST_MICROS) - _EARLIEST_MICROS)
 
 
 def _text(value: Any) -> str:
@@ -73,7 +85,7 @@ def _boolean(value: Any) -> bool:
     raise TypeError("expected true or false")
 
 
-def _moment(value: Any) -> datetime:
+def _micros(value: Any) -> int:
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
@@ -81,7 +93,7 @@ def _moment(value: Any) -> datetime:
     else:
         raise TypeError("expected an ISO-8601 timestamp")
     # A timestamp without zone is taken as UTC, like Beam's own timestamps.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return to_micros(moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment)
 
 
 def _day(value: Any) -> date:
@@ -117,7 +129,7 @@ _EXACT = (str, int, bool)
 
 _COERCIONS: Dict[Any, Callable[[Any], Any]] = {
     str: _text, int: _integer, float: _number, bool: _boolean,
-    datetime: _moment, date: _day, Decimal: _decimal, bytes: _bytes,
+    datetime: _micros, date: _day, Decimal: _decimal, bytes: _bytes,
 }
 
 
@@ -153,9 +165,8 @@ class UpdateParser:
         key = values.get(schema.primary)
         if key is None:
             raise BadUpdate(f"missing primary key '{namespace}.{schema.primary}'")
-        moment = values.get(schema.time) if schema.time else None
-        time = to_micros(moment) if moment is not None else element_time
-        return ParsedUpdate(namespace, key, time, values)
+        time = values.get(schema.time) if schema.time else None
+        return ParsedUpdate(namespace, key, time if time is not None else element_time, values)
 
     def _misnamed(self, update: Mapping, name: Any) -> BadUpdate:
         """Why ``name`` cannot be read: a bad name, a second namespace, an unknown namespace or feature."""

@@ -17,7 +17,7 @@ pickle without the user's classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from sinks.features import Feature, Ref, info
@@ -78,6 +78,8 @@ class SinkInputPlan:
     optional: bool
     # A has-many input's time window (``after(days_ago=60)``): its rows change as the clock moves.
     window: Optional[timedelta] = None
+    # A timestamp feature: held as µs since the epoch (see ``transforms.assemble.parse``), received as a datetime.
+    moment: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelt
             if item.is_has_many:
                 windows.setdefault(path, []).append(window)
             name = item.parameter if not spec.is_batch else ref.fqn
-            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional, window))
+            moment = not item.is_has_many and ref.leaf.type is datetime
+            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional, window, moment))
             if len(path) > 1 or item.is_has_many or path[0] != root.schema.primary:
                 triggers.add(path[0])
         plans.append(SinkPlan(spec.name, tuple(inputs), frozenset(triggers)))

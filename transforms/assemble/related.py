@@ -6,20 +6,11 @@ called (``CallSink``), so the keyed stage stays cheap.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List
 
 from sinks.dataframe import DataFrame
 from sinks.features import Ref, info
-from transforms.assemble.parse import to_micros
-
-_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
-_EARLIEST_MICROS = to_micros(_EARLIEST)
-
-
-def moment(time: int) -> datetime:
-    """A clock reading (µs since the epoch) as an aware datetime; the earliest one for 'no time'."""
-    return _EARLIEST + timedelta(microseconds=max(time, _EARLIEST_MICROS) - _EARLIEST_MICROS)
+from transforms.assemble.parse import moment
 
 
 class RelatedRows:

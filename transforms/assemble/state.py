@@ -10,14 +10,14 @@ Messages between them, keyed by the entity (or join value) they are for:
 
 Both the entity's own features and each related row merge the same way: what an
 update carries replaces what is held unless the held value is newer. Times are
-microseconds since the epoch. An entity's *clock* is the latest time of anything
-it has received; it never goes back, so what a sink sees does not depend on the
-order Beam delivers updates in.
+microseconds since the epoch, and so are timestamp features until a sink receives
+them. An entity's *clock* is the latest time of anything it has received; it never
+goes back, so what a sink sees does not depend on the order Beam delivers updates in.
 """
 from __future__ import annotations
 
 import pickle
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -28,7 +28,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import windowed_value
 
-from transforms.assemble.parse import to_micros
+from transforms.assemble.parse import moment
 from transforms.assemble.plan import Edge, Node, SinkPlan
 from transforms.assemble.related import RelatedRows
 
@@ -110,6 +110,7 @@ class EntityStateFn(beam.DoFn):
                                     item.window // timedelta(microseconds=1))
                                    for item in sink.inputs if item.window is not None) for sink in sinks)
         self.prunes = any(c.horizon is not None for c in self.children.values())
+        self.key_is_moment = dict((a, kind) for a, kind, _ in node.schema.types)[node.schema.primary] is datetime
         self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
         self.rows_pruned = Metrics.counter(f"sinks.assemble.{self.label}", "related_rows_pruned")
 
@@ -208,7 +209,8 @@ class EntityStateFn(beam.DoFn):
                 continue
             update = self._inputs(sink, state, key, resolved)
             if update is not None:
-                yield TaggedOutput(sink.name, windowed_value.create((key, update), state.clock, GLOBAL_WINDOW))
+                shown = moment(key) if self.key_is_moment else key
+                yield TaggedOutput(sink.name, windowed_value.create((shown, update), state.clock, GLOBAL_WINDOW))
 
     def _inputs(self, sink: SinkPlan, state: EntityState, key: Any,
                 resolved: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -224,6 +226,8 @@ class EntityStateFn(beam.DoFn):
                 value = state.values.get(head)
             for attr in item.path[1:]:
                 value = value.get(attr) if value is not None else None
+            if item.moment and value is not None:
+                value = moment(value)
             if item.many:
                 value = RelatedRows(value or [], state.clock)
             elif value is None and not item.optional:
@@ -283,7 +287,7 @@ def merge_row(rows: Dict[Any, tuple], child_key: Any, time: int, values: Optiona
         return
     row = {**held[1], **values} if held is not None else dict(values)
     row_time = row.get(time_attr) if time_attr else None
-    rows[child_key] = (time, row, to_micros(row_time) if row_time is not None else time)
+    rows[child_key] = (time, row, row_time if row_time is not None else time)
 
 
 class LookupFn(beam.DoFn):
