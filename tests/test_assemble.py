@@ -332,6 +332,36 @@ def test_final_aggregate_does_not_depend_on_arrival_order(bank, direction):
     assert frame[Transfer.amount].sum() == sum(float(i) for i in range(11, 20) if i % 3)
 
 
+def test_groups_cut_at_the_parsers_limits_lose_and_tear_no_message(bank, monkeypatch):
+    # One bundle, and limits so small that groups fill up and drain mid-stream: the parser
+    # holds each message as two values (header, features) until its group is due.
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    import transforms.assemble.assemble as parse_stage
+    monkeypatch.setattr(parse_stage, "MAX_GROUP", 2)
+    monkeypatch.setattr(parse_stage, "MAX_HELD", 3)
+    User, Account, Transfer = bank
+
+    @sink
+    def totals(uid: User.uuid, txns: User.transfers[after(days_ago=60)]):
+        pass
+
+    updates = [{"user.uuid": u, "user.full_name": u, "user.ts": at(0)} for u in ("u1", "u2")] + [
+        {"transfer.id": f"t{i}", "transfer.user_id": f"u{1 + i % 2}", "transfer.amount": float(i),
+         "transfer.status": "successful", "transfer.created_at": at(1 + i)} for i in range(9)]
+    _COLLECTED.clear()
+    _COLLECTED["totals"] = []
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    fired = pipeline | beam.Create(updates) | Assemble([totals])
+    fired["totals"] | beam.Map(_collect, "totals")
+    pipeline.run().wait_until_finish()
+    seen = sorted((key, u["txns"].now, frame_ids(u["txns"], totals, "txns")) for key, u in _COLLECTED["totals"])
+    day = lambda d: int((T0 + timedelta(days=d)).timestamp()) * 1_000_000   # noqa: E731
+    mine = {"u1": [0, 2, 4, 6, 8], "u2": [1, 3, 5, 7]}
+    assert seen == sorted([(u, day(0), []) for u in mine] + [
+        (u, day(1 + i), [f"t{j}" for j in ids[:n + 1]]) for u, ids in mine.items() for n, i in enumerate(ids)])
+
+
 def test_windowed_input_is_refused_since_entity_state_spans_all_time(bank):
     User, _, _ = bank
 

@@ -10,7 +10,7 @@ bundle ends.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, Iterable, List, Tuple
+from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.utils import windowed_value
@@ -30,32 +30,42 @@ class BundleGroups:
     def __init__(self, max_group: int, max_held: int = MAX_HELD) -> None:
         self.max_group = max_group
         self.max_held = max_held
-        self._groups: Dict[Hashable, list] = {}
+        # One list per group and the newest timestamps apart, in a dict of ints: every group
+        # outlives the collector's young generations, and each object in them is one more it
+        # moves to the old generation, whose collections walk the whole heap.
+        self._groups: Dict[Hashable, List[Any]] = {}
+        self._newest: Dict[Hashable, int] = {}
         self._held = 0
 
-    def add(self, key: Hashable, value: Any, micros: int) -> Iterable[Group]:
-        """Adds ``value`` to its key's group; returns the groups now due (usually none)."""
+    def add(self, key: Hashable, value: Any, micros: int) -> Optional[Group]:
+        """Adds ``value`` to its key's group; returns that group if it is now full (and due)."""
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = [[], micros]
-        group[0].append(value)
-        if micros > group[1]:
-            group[1] = micros
+            group = self._groups[key] = []
+            self._newest[key] = micros
+        elif micros > self._newest[key]:
+            self._newest[key] = micros
+        group.append(value)
         self._held += 1
-        if len(group[0]) >= self.max_group:
+        if len(group) >= self.max_group:
             del self._groups[key]
-            self._held -= len(group[0])
-            return ((key, group[0], group[1]),)
-        if self._held >= self.max_held:
-            return self.drain()
-        return ()
+            self._held -= len(group)
+            return key, group, self._newest.pop(key)
+        return None
 
-    def drain(self) -> List[Group]:
-        """Every group held, emptying the bookkeeping (at the end of a bundle)."""
-        groups = [(key, values, micros) for key, (values, micros) in self._groups.items()]
-        self._groups = {}
+    @property
+    def full(self) -> bool:
+        """Whether too many values are held: every group is due."""
+        return self._held >= self.max_held
+
+    def drain(self) -> Iterator[Group]:
+        """Every group held, emptying the bookkeeping now and yielding the groups one by one:
+        thousands of groups built at once would outlive the collector's young generations
+        and make each drain cost a full garbage collection."""
+        groups, newest = self._groups, self._newest
+        self._groups, self._newest = {}, {}
         self._held = 0
-        return groups
+        return ((key, values, newest[key]) for key, values in groups.items())
 
 
 class GroupWithinBundle(beam.DoFn):
@@ -74,12 +84,14 @@ class GroupWithinBundle(beam.DoFn):
     def process(self, element: Tuple[Any, Any], timestamp=beam.DoFn.TimestampParam,
                 window=beam.DoFn.WindowParam) -> Iterable[WindowedValue]:
         key, value = element
-        for due in self._groups.add((key, window), value, timestamp.micros):
-            yield _windowed(due)
+        full = self._groups.add((key, window), value, timestamp.micros)
+        if full is not None:
+            yield _windowed(full)
+        if self._groups.full:
+            yield from map(_windowed, self._groups.drain())
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
-        for due in self._groups.drain():
-            yield _windowed(due)
+        yield from map(_windowed, self._groups.drain())
 
 
 def _windowed(group: Group) -> WindowedValue:

@@ -21,6 +21,7 @@ rows flow up to its parent, and the root's stage fires the sinks. See
 """
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -36,7 +37,7 @@ from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of
 from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
 from transforms.assemble.state import GLOBAL_WINDOW, MEMBER, OWN, REL, EntityStateFn, LookupFn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
-from transforms.group_within_bundle import MAX_GROUP, BundleGroups, Group, GroupWithinBundle
+from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group, GroupWithinBundle
 
 
 class _ParseFn(beam.DoFn):
@@ -58,10 +59,11 @@ class _ParseFn(beam.DoFn):
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
 
     def start_bundle(self) -> None:
-        self._groups = BundleGroups(MAX_GROUP)
+        # A held message is two values, its header and its features (see ``process``).
+        self._groups = BundleGroups(2 * MAX_GROUP, 2 * MAX_HELD)
         self._parsed = 0
 
-    def process(self, update: Any, windowed=beam.DoFn.WindowedValueParam) -> List[TaggedOutput]:
+    def process(self, update: Any, windowed=beam.DoFn.WindowedValueParam) -> Iterable[TaggedOutput]:
         # A list, not a generator: most updates output nothing until their group is due.
         try:
             # The element's own time in µs, without the Timestamp object TimestampParam would build.
@@ -71,17 +73,25 @@ class _ParseFn(beam.DoFn):
             return [TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))]
         self._parsed += 1
         outputs: List[TaggedOutput] = []
-        message: tuple
+        header: tuple
         for tag, edge in self.routes.get(namespace, ()):
             if edge is None:
-                to, message = key, (OWN, time, values)
+                to, header = key, (OWN, time)
             else:
                 value = join_value(values, edge.child_attrs)
                 if value is None:
                     outputs.append(self._unplaced(update, namespace, edge))
                     continue
-                to, message = value, (REL, edge.relation, value, key, time, values)
-            outputs.extend(map(_tagged_group, self._groups.add((tag, to), message, time)))
+                to, header = value, (REL, edge.relation, value, key, time)
+            # Held as two values until its group is due, the message's header and its features,
+            # not as one tuple: the collector never untracks a tuple holding a dict, so every
+            # held message would reach its old generation and add to the full collections.
+            self._groups.add((tag, to), header, time)
+            full = self._groups.add((tag, to), values, time)
+            if full is not None:
+                outputs.append(_tagged_group(full))
+        if self._groups.full:
+            return itertools.chain(outputs, map(_tagged_group, self._groups.drain()))
         return outputs
 
     def _unplaced(self, update: Any, namespace: str, edge: Edge) -> TaggedOutput:
@@ -92,12 +102,14 @@ class _ParseFn(beam.DoFn):
 
     def finish_bundle(self) -> Iterable[TaggedOutput]:
         self.parsed.inc(self._parsed)
-        for due in self._groups.drain():
-            yield _tagged_group(due)
+        yield from map(_tagged_group, self._groups.drain())
 
 
 def _tagged_group(group: Group) -> TaggedOutput:
-    (tag, key), messages, micros = group
+    """A group of held headers and features as ``(key, [messages])``, for its stage."""
+    (tag, key), held, micros = group
+    parts = iter(held)
+    messages = [(*header, values) for header, values in zip(parts, parts)]
     return TaggedOutput(tag, windowed_value.create((key, messages), micros, GLOBAL_WINDOW))
 
 

@@ -109,6 +109,11 @@ class EntityStateFn(beam.DoFn):
         self.windows = tuple(tuple((item.path[0] if len(item.path) == 1 else None,
                                     item.window // timedelta(microseconds=1))
                                    for item in sink.inputs if item.window is not None) for sink in sinks)
+        # Per sink, each input as a plain tuple, read at every firing: (parameter, first step of its
+        # path, the steps after it, whether the first is a relation, has-many, timestamp, Optional).
+        self.inputs = tuple(tuple((item.name, item.path[0], item.path[1:], item.path[0] in self.children,
+                                   item.many, item.moment, item.optional) for item in sink.inputs)
+                            for sink in sinks)
         self.prunes = any(c.horizon is not None for c in self.children.values())
         self.key_is_moment = dict((a, kind) for a, kind, _ in node.schema.types)[node.schema.primary] is datetime
         self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
@@ -197,42 +202,44 @@ class EntityStateFn(beam.DoFn):
             yield value, (REL, edge.relation, value, key, state.clock, self.row(state, key))
 
     def _fire(self, state: EntityState, key: Any, carried: Iterable[str], first: bool,
-              clock_before: int) -> Iterable[Any]:
+              clock_before: int) -> List[TaggedOutput]:
         """Each sink reading something the message carried (anything, on the entity's first
         appearance), or whose time window lost a row as the clock moved, is fired once its
         required inputs are all known."""
         moved = state.clock != clock_before
         resolved: Dict[str, Any] = {}     # relations resolved so far for this message
-        for sink, windows in zip(self.sinks, self.windows):
+        fired = []
+        for sink, inputs, windows in zip(self.sinks, self.inputs, self.windows):
             if not (first or not sink.triggers.isdisjoint(carried)
                     or (moved and windows and self._window_moved(state, key, windows, clock_before))):
                 continue
-            update = self._inputs(sink, state, key, resolved)
+            update = self._inputs(inputs, state, key, resolved)
             if update is not None:
                 shown = moment(key) if self.key_is_moment else key
-                yield TaggedOutput(sink.name, windowed_value.create((shown, update), state.clock, GLOBAL_WINDOW))
+                stamped = windowed_value.create((shown, update), state.clock, GLOBAL_WINDOW)
+                fired.append(TaggedOutput(sink.name, stamped))
+        return fired
 
-    def _inputs(self, sink: SinkPlan, state: EntityState, key: Any,
+    def _inputs(self, inputs: Tuple[tuple, ...], state: EntityState, key: Any,
                 resolved: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """A sink's inputs at the entity's clock; None while a required one is unknown."""
         update = {}
-        for item in sink.inputs:
-            head = item.path[0]
-            if head in self.children:
+        for name, head, rest, related, many, is_moment, optional in inputs:
+            if related:
                 if head not in resolved:
                     resolved[head] = self.resolve(state, key, head)
                 value = resolved[head]
             else:
                 value = state.values.get(head)
-            for attr in item.path[1:]:
+            for attr in rest:
                 value = value.get(attr) if value is not None else None
-            if item.moment and value is not None:
+            if is_moment and value is not None:
                 value = moment(value)
-            if item.many:
+            if many:
                 value = RelatedRows(value or [], state.clock)
-            elif value is None and not item.optional:
+            elif value is None and not optional:
                 return None
-            update[item.name] = value
+            update[name] = value
         return update
 
     def _window_moved(self, state: EntityState, key: Any, windows: Tuple[Tuple[Optional[str], int], ...],
