@@ -38,8 +38,8 @@ class ParsedUpdate(NamedTuple):
     values: Dict[str, Any]          # attribute name → coerced value (timestamps in µs)
 
 
-def to_micros(moment: datetime) -> int:
-    delta = moment - EPOCH
+def to_micros(stamp: datetime) -> int:
+    delta = stamp - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -87,13 +87,13 @@ def _boolean(value: Any) -> bool:
 
 def _micros(value: Any) -> int:
     if isinstance(value, datetime):
-        moment = value
+        stamp = value
     elif isinstance(value, str):
-        moment = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        stamp = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
     else:
         raise TypeError("expected an ISO-8601 timestamp")
     # A timestamp without zone is taken as UTC, like Beam's own timestamps.
-    return to_micros(moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment)
+    return to_micros(stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp)
 
 
 def _day(value: Any) -> date:
