@@ -10,7 +10,7 @@
    days, and for 10 N updates over the same users over 1,200 days (transfers keep
    leaving the 60-day window). Target: within 1.3x.
 
-    python bench/assemble.py [--updates 500000] [--users 10000]
+    python bench/assemble.py [--updates 500000] [--users 10000] [--rounds 5]
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--updates", type=int, default=500_000)
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rss-of", type=int, nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_of:
