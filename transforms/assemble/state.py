@@ -104,7 +104,9 @@ class EntityStateFn(beam.DoFn):
     """
 
     # Held as pickled bytes: Beam's state cache sizes what it caches by walking every object
-    # in it, which for an entity with many related rows costs more than pickling it.
+    # in it, which for an entity with many related rows costs more than pickling it; and live
+    # entities held for a bundle would all reach the collector's old generation (measured: the
+    # collections then cost more than the pickling they save).
     STATE = ReadModifyWriteStateSpec("entity", coders.BytesCoder())
 
     def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...] = ()) -> None:
@@ -121,6 +123,7 @@ class EntityStateFn(beam.DoFn):
         self.inputs = tuple(tuple((item.name, item.path[0], item.path[1:], item.path[0] in self.children,
                                    item.many, item.moment, item.optional) for item in sink.inputs)
                             for sink in sinks)
+        # The sinks each message shape fires, filled as shapes are met (see ``_selection``).
         self._selections: Dict[Optional[Tuple[str, ...]], Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
         self.prunes = any(c.horizon is not None for c in self.children.values())
         self.key_is_moment = dict((a, kind) for a, kind, _ in node.schema.types)[node.schema.primary] is datetime
