@@ -64,7 +64,8 @@ class _ParseFn(beam.DoFn):
         self._parsed = 0
 
     def process(self, update: Any, windowed=beam.DoFn.WindowedValueParam) -> Iterable[TaggedOutput]:
-        # A list, not a generator: most updates output nothing until their group is due.
+        # A list, not a generator: most updates output nothing until their group is due; a
+        # drain is emitted lazily, group by group (see ``BundleGroups.drain``).
         try:
             # The element's own time in µs, without the Timestamp object TimestampParam would build.
             namespace, key, time, values = self.parser.parse(update, windowed.timestamp_micros)

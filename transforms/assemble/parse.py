@@ -7,8 +7,8 @@ becomes a :class:`ParsedUpdate`. Anything else raises :class:`BadUpdate`, whose
 message says which feature and why, for the dead-letter output.
 
 Timestamps (``datetime`` features) become integer microseconds since the epoch:
-the state stage pickles its rows at every update, and a ``datetime`` costs about
-three times an ``int`` to pickle. They become ``datetime`` again where a sink
+the state stage pickles an entity's rows at every group of its updates, and a
+``datetime`` costs about three times an ``int`` to pickle. They become ``datetime`` again where a sink
 receives them (``EntityStateFn``, ``RelatedRows.frame``).
 """
 from __future__ import annotations

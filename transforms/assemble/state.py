@@ -228,11 +228,11 @@ class EntityStateFn(beam.DoFn):
             due += tuple(index for index in watched
                          if self._window_moved(state, key, self.windows[index], clock_before))
         resolved: Dict[str, Any] = {}     # relations resolved so far for this message
+        shown = moment(key) if self.key_is_moment and due else key
         fired = []
         for index in due:
             update = self._inputs(self.inputs[index], state, key, resolved)
             if update is not None:
-                shown = moment(key) if self.key_is_moment else key
                 stamped = windowed_value.create((shown, update), state.clock, GLOBAL_WINDOW)
                 fired.append(TaggedOutput(self.sinks[index].name, stamped))
         return fired
