@@ -1,10 +1,13 @@
 """Shared fixtures: a fresh registry per test, and the real databases of this machine.
 
-Database tests read ``SINKS_TEST_POSTGRES_URL`` / ``SINKS_TEST_MYSQL_URL``. When the
-server is unreachable they skip with one line, or fail when ``CI=true``.
+Database tests read ``SINKS_TEST_POSTGRES_URL`` / ``SINKS_TEST_MYSQL_URL`` (the servers
+``tests/services.sh`` starts). When the server is unreachable they skip with one line, or fail
+when ``CI=true``. Each test run works in a database of its own on each server, made when first
+needed and dropped at the end, so runs side by side never see each other's tables.
 """
 import os
-from typing import Optional
+import uuid
+from typing import Iterator, Optional
 
 import pytest
 import sqlalchemy
@@ -23,29 +26,40 @@ def registry():
         yield fresh
 
 
-def _reachable(url: str) -> str:
-    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+def _run_database(server_url: str) -> Iterator[str]:
+    """A database of this test run's own on the server ``server_url`` names; dropped afterwards."""
+    server = sqlalchemy.make_url(server_url)
+    name = f"sinks_test_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(server, connect_args={"connect_timeout": 3},
+                                      isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT 1"))
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     except Exception as error:  # any failure to connect means "no server here"
-        reason = f"{url.split('://')[0]} server unreachable ({type(error).__name__})"
+        engine.dispose()
+        reason = f"{server.get_backend_name()} server unreachable ({type(error).__name__})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
         pytest.skip(reason)
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
     finally:
+        with engine.connect() as connection:
+            if server.get_backend_name() == "postgresql":
+                connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
         engine.dispose()
-    return url
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    return _reachable(POSTGRES_URL)
+def postgres_url() -> Iterator[str]:
+    yield from _run_database(POSTGRES_URL)
 
 
 @pytest.fixture(scope="session")
-def mysql_url() -> str:
-    return _reachable(MYSQL_URL)
+def mysql_url() -> Iterator[str]:
+    yield from _run_database(MYSQL_URL)
 
 
 @pytest.fixture(params=["postgresql", "mariadb", "sqlite"])
