@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Annotated, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from sinks.errors import DefinitionError, FeatureNotFoundError, located
-from sinks.filters import And, Comparison, Filter, IsIn, TimeWindow
+from sinks.filters import And, Comparison, Filter, IsIn, IsNull, Not, TimeWindow
 
 
 class UnresolvedAnnotation(DefinitionError, NameError):
@@ -122,27 +122,76 @@ class Ref:
     ``User.account.title`` is ``Ref(User, (User.account, Account.title))``;
     its ``fqn`` is ``user.account.title``, the column name it gets in a
     ``DataFrame``.
+
+    A user's feature may have any name, so a path ending in a has-one relation
+    resolves a name among the related class's features first (``Trip.driver.name``
+    is Driver's ``name``, whatever Ref or Feature call ``name``); the path's own
+    state lives in underscore slots (``_root``, ``_steps``...), which no feature
+    can be called, and code that may meet such a path reads those.
     """
 
     def __init__(self, root: type, steps: Tuple["Feature", ...],
                  filters: Tuple[Filter, ...] = (), projection: Tuple["Ref", ...] = ()) -> None:
-        self.root = root
-        self.steps = steps
-        self.filters = filters
-        self.projection = projection
+        self._root = root
+        self._steps = steps
+        self._filters = filters
+        self._projection = projection
+
+    def __getattribute__(self, name: str) -> Any:
+        if name[0] != "_":
+            child = object.__getattribute__(self, "_child")(name)
+            if child is not None:
+                return child
+        return object.__getattribute__(self, name)
+
+    def _child(self, name: str) -> Optional["Ref"]:
+        """The path one step further when this path ends in a has-one relation with a feature ``name``."""
+        try:
+            related = self.__dict__["_has_one"]
+        except KeyError:
+            leaf = self._steps[-1]
+            try:
+                related = leaf._related if leaf.kind == "has_one" else None
+            except DefinitionError:
+                return None   # its class is not defined yet: nothing can be shadowed by it
+            self.__dict__["_has_one"] = related
+        if related is None:
+            return None
+        target = info(related).features.get(name)
+        return None if target is None else Ref(self._root, self._steps + (target,))
+
+    @property
+    def root(self) -> type:
+        return self._root
+
+    @property
+    def steps(self) -> Tuple["Feature", ...]:
+        return self._steps
+
+    @property
+    def filters(self) -> Tuple[Filter, ...]:
+        return self._filters
+
+    @property
+    def projection(self) -> Tuple["Ref", ...]:
+        return self._projection
 
     @property
     def leaf(self) -> "Feature":
-        return self.steps[-1]
+        return self._steps[-1]
 
     @property
     def fqn(self) -> str:
-        return ".".join([info(self.root).namespace] + [step.name for step in self.steps])
+        return ".".join([info(self._root).namespace] + [step.name for step in self._steps])
 
-    def __getattr__(self, name: str) -> "Ref":
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        leaf = self.leaf
+        leaf = self._steps[-1]
+        if leaf is not self and len(self._steps) == 1 and not self._filters and not self._projection:
+            # ``Trip.driver`` stands for the feature itself: its options (``kind``, ``related``...)
+            # read through, after the related class's features (``__getattribute__``).
+            return getattr(leaf, name)
         if leaf.kind == "has_many":
             raise DefinitionError(
                 f"{self!r} is a has-many relation: select its features with a subscript, "
@@ -153,50 +202,52 @@ class Ref:
         target = info(related).features.get(name)
         if target is None:
             raise _no_such_feature(related, name, 1)
-        return Ref(self.root, self.steps + (target,))
+        return Ref(self._root, self._steps + (target,))
 
     def __getitem__(self, items: Any) -> "Ref":
-        leaf = self.leaf
+        leaf = self._steps[-1]
         if leaf.kind != "has_many":
             raise DefinitionError(f"{self!r} is not a has-many relation and takes no subscript")
         related = leaf.related
-        filters, projection = list(self.filters), list(self.projection)
+        filters, projection = list(self._filters), list(self._projection)
         for item in items if isinstance(items, tuple) else (items,):
             if isinstance(item, Filter):
                 _check_filter(self, related, item)
                 filters.append(item)
             elif isinstance(item, Ref):
                 _check_related_ref(self, related, item)
-                projection.append(item)
+                projection.append(as_feature(item) or item)
+            elif isinstance(item, bool):
+                raise DefinitionError(_bool_subscript(self, related, item))
             else:
                 raise DefinitionError(
                     f"{self!r}[{item!r}]: a subscript takes filters such as "
                     f"{related.__name__}.x == 1 or after(days_ago=60), or features of {related.__name__}")
-        return Ref(self.root, self.steps, tuple(filters), tuple(projection))
+        return Ref(self._root, self._steps, tuple(filters), tuple(projection))
 
     # Comparisons build filters, as in Chalk; identity stays the hash.
     __hash__ = object.__hash__
 
-    def __eq__(self, other: Any) -> Comparison:  # type: ignore[override]
-        return Comparison(self, "==", other)
+    def __eq__(self, other: Any) -> Filter:  # type: ignore[override]
+        return _compare(self, "==", other)
 
-    def __ne__(self, other: Any) -> Comparison:  # type: ignore[override]
-        return Comparison(self, "!=", other)
+    def __ne__(self, other: Any) -> Filter:  # type: ignore[override]
+        return _compare(self, "!=", other)
 
-    def __lt__(self, other: Any) -> Comparison:
-        return Comparison(self, "<", other)
+    def __lt__(self, other: Any) -> Filter:
+        return _compare(self, "<", other)
 
-    def __le__(self, other: Any) -> Comparison:
-        return Comparison(self, "<=", other)
+    def __le__(self, other: Any) -> Filter:
+        return _compare(self, "<=", other)
 
-    def __gt__(self, other: Any) -> Comparison:
-        return Comparison(self, ">", other)
+    def __gt__(self, other: Any) -> Filter:
+        return _compare(self, ">", other)
 
-    def __ge__(self, other: Any) -> Comparison:
-        return Comparison(self, ">=", other)
+    def __ge__(self, other: Any) -> Filter:
+        return _compare(self, ">=", other)
 
     def is_in(self, values: Any) -> IsIn:
-        return IsIn(self, values)
+        return IsIn(as_feature(self) or self, values)
 
     # ``User.email | None`` spells Optional[User.email] in a sink signature.
     def __or__(self, other: Any) -> Any:
@@ -207,9 +258,34 @@ class Ref:
     __ror__ = __or__
 
     def __repr__(self) -> str:
-        text = ".".join([self.root.__name__] + [step.name for step in self.steps])
-        parts = [repr(f) for f in self.filters] + [repr(p) for p in self.projection]
+        text = ".".join([self._root.__name__] + [step.name for step in self._steps])
+        parts = [repr(f) for f in self._filters] + [repr(p) for p in self._projection]
         return f"{text}[{', '.join(parts)}]" if parts else text
+
+
+def as_feature(ref: Any) -> Optional["Feature"]:
+    """The feature a one-step path stands for (``Trip.driver`` is the feature ``driver``), else None."""
+    if isinstance(ref, Feature):
+        return ref
+    if isinstance(ref, Ref) and len(ref._steps) == 1 and not ref._filters and not ref._projection:
+        return ref._steps[0]
+    return None
+
+
+def _compare(ref: Ref, op: str, value: Any) -> Filter:
+    """``ref <op> value`` over features (never one-step paths), so filters hold what joins and plans hold;
+    ``== None`` and ``!= None`` mean is-null and is-not-null, as in Chalk."""
+    left = as_feature(ref) or ref
+    if value is None and op in ("==", "!="):
+        return IsNull(left) if op == "==" else Not(IsNull(left))
+    right = as_feature(value) or value
+    return Comparison(left, op, right)
+
+
+def _bool_subscript(relation: Ref, related: type, item: bool) -> str:
+    return (f"{relation!r}[{item!r}]: Python evaluated this filter to {item} before the subscript saw it; "
+            f"`in` and `is` cannot be overloaded: write {related.__name__}.x.is_in([...]) instead of "
+            f"`x in (...)`, and {related.__name__}.x == None (or != None) instead of `x is None`")
 
 
 def _no_such_feature_of_scalar(ref: Ref, name: str) -> FeatureNotFoundError:
@@ -219,7 +295,7 @@ def _no_such_feature_of_scalar(ref: Ref, name: str) -> FeatureNotFoundError:
 
 
 def _check_related_ref(relation: Ref, related: type, ref: Ref) -> None:
-    if ref.root is not related or len(ref.steps) != 1:
+    if ref._root is not related or len(ref._steps) != 1:
         raise DefinitionError(
             f"{relation!r}[...]: {ref!r} is not a feature of {related.__name__}")
 
@@ -244,7 +320,7 @@ class Feature(Ref):
 
     def __init__(self, owner: type, name: str, annotation: Any, default: Any) -> None:
         super().__init__(owner, ())
-        self.steps = (self,)
+        self._steps = (self,)
         self.owner = owner
         self.name = name
         self._annotation = annotation
@@ -263,7 +339,22 @@ class Feature(Ref):
 
     def __reduce__(self) -> Any:
         # Unpickle to the feature of the (importable) class, keeping identity.
-        return getattr, (self.owner, self.name)
+        return feature_of, (self.owner, self.name)
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        """``Trip.driver``: a has-one feature, read from its class, is the path to it, whose
+        attributes are the related class's features first (``Trip.driver.name``)."""
+        if instance is not None or object.__getattribute__(self, "_resolving"):
+            return self
+        try:
+            if self.kind != "has_one":
+                return self
+        except DefinitionError:
+            return self   # read while the file is loading, before the related class exists
+        path = self.__dict__.get("_path")
+        if path is None:
+            path = self.__dict__["_path"] = Ref(self.owner, (self,))
+        return path
 
     @property
     def related(self) -> type:
@@ -328,9 +419,9 @@ class Feature(Ref):
             raise DefinitionError(
                 f"{self!r}: a {'has_many' if relation.many else 'has_one'} relation must be "
                 f"annotated with {expected}, not {annotation!r}")
-        elif isinstance(annotation, Feature):
-            self.kind, self.foreign_key = "scalar", annotation
-            self.type = annotation.type
+        elif (key := as_feature(annotation)) is not None:
+            self.kind, self.foreign_key = "scalar", key
+            self.type = key.type
         elif isinstance(annotation, Ref):
             raise DefinitionError(
                 f"{self!r}: a foreign key must name a feature of another class, not the path {annotation!r}")
@@ -494,6 +585,11 @@ class FeatureClassInfo:
         for f in self.features.values():
             if f.kind in ("has_one", "has_many"):
                 f.join
+
+
+def feature_of(cls: type, name: str) -> Feature:
+    """The feature ``name`` of a feature class (``Trip.driver`` reads as a path when it is a has-one)."""
+    return info(cls).features[name]
 
 
 def info(cls: type) -> FeatureClassInfo:

@@ -93,6 +93,24 @@ class IsIn(Filter):
         return f"{self.ref!r}.is_in({list(self.values)!r})"
 
 
+class IsNull(Filter):
+    """``ref == None``: the feature has no value (Chalk's spelling of "is null"); ``~IsNull``
+    (``ref != None``) is "is not null". A comparison with a null never matches, so it needs
+    its own node."""
+
+    def __init__(self, ref: "Ref") -> None:
+        self.ref = ref
+
+    def refs(self) -> Iterable["Ref"]:
+        yield self.ref
+
+    def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
+        return pc.is_null(table.column(column_of(self.ref)))
+
+    def __repr__(self) -> str:
+        return f"{self.ref!r} == None"
+
+
 class _Junction(Filter):
     """Two filters joined by ``&`` or ``|``."""
 
@@ -132,6 +150,8 @@ class Not(Filter):
         return pc.invert(self.inner.mask(table, column_of, now))
 
     def __repr__(self) -> str:
+        if isinstance(self.inner, IsNull):
+            return f"{self.inner.ref!r} != None"
         return f"~({self.inner!r})"
 
 
@@ -197,9 +217,10 @@ def _window(side: str, args: tuple, kwargs: dict) -> TimeWindow:
     for key, value in kwargs.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise DefinitionError(f"{side}({key}={value!r}): {key} must be a non-negative int")
-    from sinks.features import Ref
+    from sinks.features import Ref, as_feature
     if index is not None and not isinstance(index, Ref):
         raise DefinitionError(f"{side}(index={index!r}): index must be a feature, e.g. Transfer.created_at")
+    index = as_feature(index) or index
     ago = timedelta(**{_WINDOW_UNITS[key]: value for key, value in kwargs.items()})
     spelling = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     if index is not None:

@@ -43,7 +43,7 @@ class SinkInput:
 
     @property
     def is_has_many(self) -> bool:
-        return self.ref.leaf.kind == "has_many"
+        return self.ref._steps[-1].kind == "has_many"
 
 
 @dataclass(frozen=True)
@@ -155,12 +155,12 @@ class _Parser:
 
     def parse(self, options: dict) -> SinkSpec:
         inputs, is_batch = self.inputs()
-        roots = {id(i.ref.root): i for i in inputs}
+        roots = {id(i.ref._root): i for i in inputs}
         if len(roots) > 1:
             first, second = list(roots.values())[:2]
             raise self.error(
                 f"all parameters must read one root feature class; '{first.parameter}' reads "
-                f"{first.ref.root.__name__} and '{second.parameter}' reads {second.ref.root.__name__}",
+                f"{first.ref._root.__name__} and '{second.parameter}' reads {second.ref._root.__name__}",
                 second.parameter)
         integration, upsert = options["integration"], options["upsert"]
         if integration is not None and not isinstance(integration, SQLSource):
@@ -179,7 +179,7 @@ class _Parser:
             line=self.line,
             inputs=tuple(inputs),
             is_batch=is_batch,
-            root=inputs[0].ref.root,
+            root=inputs[0].ref._root,
             is_async=inspect.iscoroutinefunction(self.fn),
             buffer_size=self.buffer_size(options["buffer_size"]),
             debounce=self.duration("debounce", options["debounce"]),
@@ -259,7 +259,7 @@ class _Parser:
                     "DataFrame[User.uuid, User.account.title]", parameter)
         if not columns:
             raise self.error("DataFrame[...] names no features", parameter)
-        return [SinkInput(parameter, ref, ref.leaf.optional) for ref in columns]
+        return [SinkInput(parameter, ref, ref._steps[-1].optional) for ref in columns]
 
     def resolved(self, parameter: str, cls: type) -> List[Any]:
         try:
@@ -268,19 +268,20 @@ class _Parser:
             raise self.error(str(error), parameter) from error
 
     def check_leaf(self, parameter: str, ref: Ref, allow_has_many: bool) -> None:
+        leaf = ref._steps[-1]
         try:
-            kind = ref.leaf.kind
-            info(ref.root).validate()
-            for step in ref.steps[:-1]:
+            kind = leaf.kind
+            info(ref._root).validate()
+            for step in ref._steps[:-1]:
                 step.join
             if kind in ("has_one", "has_many"):
-                ref.leaf.join
+                leaf.join
         except DefinitionError as error:
             raise self.error(str(error), parameter) from error
         if kind == "has_one":
             raise self.error(
-                f"{ref!r} is a has-one relation to {ref.leaf.related.__name__}; name one of its "
-                f"features, e.g. {ref!r}.{next(iter(info(ref.leaf.related).features))}", parameter)
+                f"{ref!r} is a has-one relation to {leaf.related.__name__}; name one of its "
+                f"features, e.g. {ref!r}.{next(iter(info(leaf.related).features))}", parameter)
         if kind == "has_many" and not allow_has_many:
             raise self.error(f"{ref!r} is a has-many relation; a DataFrame column must be a "
                              "single value per row", parameter)
