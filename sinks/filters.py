@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,6 +46,10 @@ class Filter:
         """Every feature reference the expression reads."""
         raise NotImplementedError
 
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        """Every ``(feature, literal)`` the expression compares, to check against the feature's type."""
+        return ()
+
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         """Which rows of ``table`` match, as a boolean array (null where unknown), with windows
         ending at ``now``. Plain compute kernels: ``Table.filter`` with a compute expression costs
@@ -64,6 +68,11 @@ class Comparison(Filter):
         yield self.ref
         if isinstance(self.value, Ref):
             yield self.value
+
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        from sinks.features import Ref
+        if not isinstance(self.value, Ref):
+            yield self.ref, self.value
 
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         from sinks.features import Ref
@@ -84,6 +93,9 @@ class IsIn(Filter):
 
     def refs(self) -> Iterable["Ref"]:
         yield self.ref
+
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        return ((self.ref, value) for value in self.values)
 
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         column = table.column(column_of(self.ref))
@@ -123,6 +135,10 @@ class _Junction(Filter):
         yield from self.left.refs()
         yield from self.right.refs()
 
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        yield from self.left.literals()
+        yield from self.right.literals()
+
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         kernel = pc.and_kleene if isinstance(self, And) else pc.or_kleene
         return kernel(self.left.mask(table, column_of, now), self.right.mask(table, column_of, now))
@@ -145,6 +161,9 @@ class Not(Filter):
 
     def refs(self) -> Iterable["Ref"]:
         return self.inner.refs()
+
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        return self.inner.literals()
 
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         return pc.invert(self.inner.mask(table, column_of, now))

@@ -29,8 +29,10 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 from sinks.dataframe import DataFrame
 from sinks.durations import INFINITY, Duration, parse_duration
 from sinks.errors import DefinitionError, located
-from sinks.features import Ref, _unwrap, info, is_feature_class
+from sinks.features import Ref, _unwrap, as_feature, info, is_feature_class
+from sinks.filters import Filter
 from sinks.integrations import SQLSource
+from sinks.values import literal_error, type_name as _type_name
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,19 @@ class _Parser:
         if kind == "has_many" and not allow_has_many:
             raise self.error(f"{ref!r} is a has-many relation; a DataFrame column must be a "
                              "single value per row", parameter)
+        for condition in ref._filters:
+            self.check_literals(parameter, condition)
+
+    def check_literals(self, parameter: str, condition: Filter) -> None:
+        """A literal of the wrong type would fail where pyarrow compares it, in the running job."""
+        for compared, value in condition.literals():
+            feature = as_feature(compared)
+            if feature is None:
+                continue
+            problem = literal_error(Optional[feature.type] if feature.optional else feature.type, value)
+            if problem is not None:
+                raise self.error(f"filter {condition!r}: {feature!r} is {_type_name(feature.type)}; "
+                                 f"the literal {problem}", parameter)
 
     def buffer_size(self, value: Any) -> Optional[int]:
         if value is None:
