@@ -232,9 +232,9 @@ def _decimal(value: Any) -> Decimal:
     return number
 
 
-def _enum(kind: type) -> Coerce:
+def _enum(kind: Any) -> Coerce:
     def coerce(value: Any) -> Any:
-        return kind(value).value if not isinstance(value, kind) else value.value
+        return (value if isinstance(value, kind) else kind(value)).value
     return coerce
 
 
