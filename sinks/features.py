@@ -25,6 +25,7 @@ import re
 import sys
 import types
 import typing
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
@@ -62,15 +63,99 @@ class Primary:
         return Annotated[item, PRIMARY]
 
 
+_NO_DEFAULT: Any = _Marker("no_default")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """``feature(min=, max=, min_length=, max_length=, strict=)``: the values a feature accepts.
+
+    With ``strict=True`` an update that breaks them is refused (a dead letter whose reason is
+    :meth:`violations`); without, the breaks are only counted."""
+
+    min: Any = None
+    max: Any = None
+    min_length: Optional[int] = None
+    max_length: Optional[int] = None
+    strict: bool = False
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.min, self.max, self.min_length, self.max_length))
+
+    def violations(self, value: Any) -> List[str]:
+        """What ``value`` breaks, one phrase each (empty when it is within every limit, or null)."""
+        if value is None:
+            return []
+        found = []
+        if self.min is not None and value < self.min:
+            found.append(f"{value!r} is below min={self.min!r}")
+        if self.max is not None and value > self.max:
+            found.append(f"{value!r} is above max={self.max!r}")
+        if self.min_length is not None and len(value) < self.min_length:
+            found.append(f"length {len(value)} is below min_length={self.min_length}")
+        if self.max_length is not None and len(value) > self.max_length:
+            found.append(f"length {len(value)} is above max_length={self.max_length}")
+        return found
+
+
 @dataclass(frozen=True)
 class FeatureOptions:
+    """Everything ``feature(...)`` was given; checked against the feature's type when it resolves."""
+
     primary: bool = False
     description: Optional[str] = None
+    owner: Optional[str] = None
+    tags: Tuple[str, ...] = ()
+    name: Optional[str] = None
+    version: Optional[int] = None
+    default_version: int = 1
+    max_staleness: Optional[Any] = None
+    etl_offline_to_online: Optional[bool] = None
+    default: Any = _NO_DEFAULT
+    constraints: Constraints = Constraints()
+    dtype: Any = None
+    extra: Tuple[Tuple[str, Any], ...] = ()
 
 
-def feature(*, primary: bool = False, description: Optional[str] = None) -> Any:
-    """Options for one feature, given as its default: ``uuid: str = feature(primary=True)``."""
-    return FeatureOptions(primary=primary, description=description)
+def feature(*, description: Optional[str] = None, owner: Optional[str] = None,
+            tags: Union[None, str, List[str], Tuple[str, ...]] = None, name: Optional[str] = None,
+            version: Optional[int] = None, default_version: int = 1, primary: Optional[bool] = None,
+            max_staleness: Any = None, etl_offline_to_online: Optional[bool] = None,
+            default: Any = _NO_DEFAULT, min: Any = None, max: Any = None,
+            min_length: Optional[int] = None, max_length: Optional[int] = None, strict: bool = False,
+            dtype: Any = None, cache_nulls: bool = True, cache_defaults: bool = True,
+            offline_ttl: Any = None, deprecated: bool = False, store_online: bool = True,
+            store_offline: bool = True, validations: Any = None, encoder: Any = None,
+            decoder: Any = None) -> Any:
+    """Options for one feature, given as its default: ``uuid: str = feature(primary=True)``.
+
+    Chalk's keywords. ``default`` fills a feature an entity never received; ``min``/``max``
+    (values) and ``min_length``/``max_length`` (strings, bytes, lists, sets) with ``strict=True``
+    refuse an update that breaks them, without it they are counted; ``primary`` and ``description``
+    as before. ``name``, ``version``, ``owner``, ``tags``, ``max_staleness``, ``dtype`` and the
+    caching and storage keywords describe the feature (``explain`` shows them); a sink pipeline
+    has no online store or cache for them to act on.
+    """
+    given = {"cache_nulls": cache_nulls, "cache_defaults": cache_defaults, "offline_ttl": offline_ttl,
+             "deprecated": deprecated, "store_online": store_online, "store_offline": store_offline,
+             "validations": validations, "encoder": encoder, "decoder": decoder}
+    unchanged = {"cache_nulls": True, "cache_defaults": True, "deprecated": False, "store_online": True,
+                 "store_offline": True}
+    extra = tuple((key, value) for key, value in given.items() if value is not unchanged.get(key))
+    return FeatureOptions(
+        primary=bool(primary), description=description, owner=owner, tags=_tags("feature", tags),
+        name=name, version=version, default_version=default_version, max_staleness=max_staleness,
+        etl_offline_to_online=etl_offline_to_online, default=default,
+        constraints=Constraints(min, max, min_length, max_length, strict), dtype=dtype, extra=extra)
+
+
+def _tags(where: str, tags: Any) -> Tuple[str, ...]:
+    if tags is None:
+        return ()
+    values = [tags] if isinstance(tags, str) else tags
+    if not isinstance(values, (list, tuple, set)) or not all(isinstance(t, str) for t in values):
+        raise DefinitionError(f"{where}(tags={tags!r}): tags are a string or a list of strings")
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -335,7 +420,44 @@ class Feature(Ref):
         self.is_feature_time = False
         self.foreign_key: Optional[Feature] = None
         self._related: Optional[type] = None
-        self.description = default.description if isinstance(default, FeatureOptions) else None
+        options = default if isinstance(default, FeatureOptions) else FeatureOptions(
+            default=_NO_DEFAULT if default is None or isinstance(default, Relation) else default)
+        self.options = options
+        self.description = options.description
+        self.version = options.version
+        self.dtype = options.dtype
+        self.constraints = options.constraints
+
+    @property
+    def owner_email(self) -> Optional[str]:
+        """Chalk's ``owner=`` (of the feature, else of its class); ``owner`` is the class."""
+        return self.options.owner or info(self.owner).options.owner
+
+    @property
+    def tags(self) -> Tuple[str, ...]:
+        """The class's tags, then the feature's own."""
+        return info(self.owner).options.tags + tuple(
+            t for t in self.options.tags if t not in info(self.owner).options.tags)
+
+    @property
+    def max_staleness(self) -> Any:
+        return self.options.max_staleness if self.options.max_staleness is not None else \
+            info(self.owner).options.max_staleness
+
+    @property
+    def etl_offline_to_online(self) -> Optional[bool]:
+        own = self.options.etl_offline_to_online
+        return own if own is not None else info(self.owner).options.etl_offline_to_online
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the feature declares a default (``x: int = 0`` or ``feature(default=0)``)."""
+        return self.options.default is not _NO_DEFAULT
+
+    @property
+    def default(self) -> Any:
+        """The value an entity that never received this feature has (None without a default)."""
+        return None if self.options.default is _NO_DEFAULT else self.options.default
 
     def __reduce__(self) -> Any:
         # Unpickle to the feature of the (importable) class, keeping identity.
@@ -429,6 +551,53 @@ class Feature(Ref):
             self.kind, self.type = "scalar", annotation
         if (self.primary or self.is_feature_time) and self.kind != "scalar":
             raise DefinitionError(f"{self!r}: a relation cannot be a primary key or FeatureTime")
+        if self.kind == "scalar":
+            _check_options(self, self.options)
+
+
+def _check_options(f: "Feature", options: FeatureOptions) -> None:
+    """``feature(...)``'s values against the feature's type: a default or a limit of another type
+    would only fail on the first update that needs it."""
+    from sinks.durations import parse_duration
+    from sinks.values import literal_error, type_name
+    declared = Optional[f.type] if f.optional else f.type
+    where = f"{f!r} ({type_name(f.type)})"
+    if options.default is not _NO_DEFAULT:
+        problem = literal_error(declared, options.default)
+        if problem is not None:
+            raise DefinitionError(f"{where}: default {problem}")
+    limits = options.constraints
+    for key in ("min", "max"):
+        value = getattr(limits, key)
+        if value is not None and (problem := literal_error(f.type, value)) is not None:
+            raise DefinitionError(f"{where}: {key} {problem}")
+    if limits.min is not None and limits.max is not None and limits.min > limits.max:
+        raise DefinitionError(f"{where}: min={limits.min!r} is above max={limits.max!r}")
+    for key in ("min_length", "max_length"):
+        value = getattr(limits, key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DefinitionError(f"{where}: {key}={value!r} must be a non-negative int")
+        if not _has_length(f.type):
+            raise DefinitionError(f"{where}: {key} applies to str, bytes, list and set features")
+    if limits.min_length is not None and limits.max_length is not None and limits.min_length > limits.max_length:
+        raise DefinitionError(f"{where}: min_length={limits.min_length} is above max_length={limits.max_length}")
+    if not isinstance(limits.strict, bool):
+        raise DefinitionError(f"{where}: strict={limits.strict!r} must be True or False")
+    if options.max_staleness is not None:
+        try:
+            parse_duration(options.max_staleness)
+        except ValueError as error:
+            raise DefinitionError(f"{where}: max_staleness={options.max_staleness!r}: {error}") from None
+    if options.version is not None and (isinstance(options.version, bool) or not isinstance(options.version, int)
+                                        or options.version < 1):
+        raise DefinitionError(f"{where}: version={options.version!r} must be a positive int")
+
+
+def _has_length(kind: Any) -> bool:
+    origin = typing.get_origin(kind) or kind
+    return isinstance(origin, type) and issubclass(origin, (str, bytes, list, tuple, set, frozenset))
 
 
 _LAZY = frozenset(
@@ -511,10 +680,22 @@ def _implicit_join(relation_feature: Feature) -> Join:
     candidates = [
         (fk.foreign_key, fk) for fk in info(related).scalars
         if fk.foreign_key is not None and fk.foreign_key.owner is owner]
-    if relation_feature.kind == "has_one":
-        candidates += [
-            (fk, fk.foreign_key) for fk in info(owner).scalars
-            if fk.foreign_key is not None and fk.foreign_key.owner is related]
+    # The owner's own column naming the related class's: a has-one's foreign key, or (for a
+    # has-many) the owner's primary key annotated with the children's column (``id: Tradeline.user_id``).
+    candidates += [
+        (fk, fk.foreign_key) for fk in info(owner).scalars
+        if fk.foreign_key is not None and fk.foreign_key.owner is related
+        and (relation_feature.kind == "has_one" or fk is info(owner).primary)
+        and not any(a is fk.foreign_key and b is fk for a, b in candidates)]
+    if not candidates:
+        inverse = _inverse_joins(relation_feature)
+        if len(inverse) == 1:
+            return inverse[0][1]
+        if inverse:
+            raise DefinitionError(
+                f"{relation_feature!r}: ambiguous join from {owner.__name__} to {related.__name__}: "
+                f"{' and '.join(repr(r) for r, _ in inverse)} all relate {related.__name__} to "
+                f"{owner.__name__}; declare the join with a lambda")
     if not candidates:
         declare = "has_many" if relation_feature.kind == "has_many" else "has_one"
         raise DefinitionError(
@@ -529,6 +710,21 @@ def _implicit_join(relation_feature: Feature) -> Join:
     return Join((candidates[0],))
 
 
+def _inverse_joins(relation_feature: Feature) -> List[Tuple[Feature, Join]]:
+    """Joins the related class declares with a lambda on a relation back to the owner
+    (``Author.books = has_many(lambda: Book.author_id == Author.id)`` joins ``Book.author: Author``),
+    turned round, with the relation that declares each."""
+    owner, related = relation_feature.owner, relation_feature.related
+    found: List[Tuple[Feature, Join]] = []
+    for other in info(related).features.values():
+        if other is relation_feature or not isinstance(other._default, Relation):
+            continue
+        if other.kind in ("has_one", "has_many") and other.related is owner:
+            pairs = other.join.pairs
+            found.append((other, Join(tuple((mine, theirs) for theirs, mine in pairs))))
+    return found
+
+
 class FeatureClassInfo:
     """What ``@features`` learned about one class."""
 
@@ -540,6 +736,7 @@ class FeatureClassInfo:
         self._primary: Optional[Feature] = None
         self._feature_time: Optional[Feature] = None
         self._validated = False
+        self.options = ClassOptions()
 
     @property
     def primary(self) -> Feature:
@@ -630,8 +827,41 @@ def _repr(self: Any) -> str:
     return f"{type(self).__name__}({values})"
 
 
-def features(cls: Optional[type] = None, *, name: Optional[str] = None) -> Any:
-    """Declare a feature class; its namespace is the snake-cased class name unless ``name=``."""
+@dataclass(frozen=True)
+class ClassOptions:
+    """What ``@features(...)`` was given besides ``name``: descriptions of the class, and defaults
+    for its features' ``owner``, ``tags``, ``max_staleness`` and ``etl_offline_to_online``."""
+
+    owner: Optional[str] = None
+    tags: Tuple[str, ...] = ()
+    description: Optional[str] = None
+    max_staleness: Any = None
+    etl_offline_to_online: Optional[bool] = None
+    singleton: bool = False
+
+
+def features(cls: Optional[type] = None, *, name: Optional[str] = None, owner: Optional[str] = None,
+             tags: Union[None, str, List[str], Tuple[str, ...]] = None, description: Optional[str] = None,
+             max_staleness: Any = None, etl_offline_to_online: Optional[bool] = None,
+             singleton: bool = False) -> Any:
+    """Declare a feature class; its namespace is the snake-cased class name unless ``name=``.
+
+    Chalk's other keywords describe the class (``explain`` shows them): ``owner``, ``tags`` and
+    ``description`` (default: the docstring); ``max_staleness`` and ``etl_offline_to_online`` are
+    the defaults of its features' own. ``singleton=True`` is accepted, but a class here still
+    needs a primary key: updates are keyed by it.
+    """
+    if max_staleness is not None:
+        from sinks.durations import parse_duration
+        try:
+            parse_duration(max_staleness)
+        except ValueError as error:
+            raise DefinitionError(f"@features(max_staleness={max_staleness!r}): {error}") from None
+    if not isinstance(singleton, bool):
+        raise DefinitionError(f"@features(singleton={singleton!r}) must be True or False")
+    class_options = ClassOptions(owner, _tags("features", tags), description, max_staleness,
+                                 etl_offline_to_online, singleton)
+
     def decorate(cls: type) -> type:
         from sinks.registry import current_registry
         body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
@@ -641,6 +871,8 @@ def features(cls: Optional[type] = None, *, name: Optional[str] = None) -> Any:
         new = FeaturesMeta(cls.__name__, cls.__bases__, body)
         registry = current_registry()
         class_info = FeatureClassInfo(new, name or _snake_case(cls.__name__), registry)
+        doc = (cls.__doc__ or "").strip() or None
+        class_info.options = dataclasses.replace(class_options, description=class_options.description or doc)
         type.__setattr__(new, "__feature_class__", class_info)
         for attr, annotation in annotations.items():
             if attr.startswith("_"):

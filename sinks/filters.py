@@ -20,8 +20,12 @@ _KERNELS = {
     "==": pc.equal, "!=": pc.not_equal, "<": pc.less,
     "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal,
 }
+# Chalk's keywords; a month and a year are fixed lengths (30 and 365 days), as a window over
+# event times needs: "now" moves continuously, not by calendar.
+_WINDOW_DAYS = {"years_ago": 365, "months_ago": 30}
 _WINDOW_UNITS = {
-    "weeks_ago": "weeks", "days_ago": "days", "hours_ago": "hours", "minutes_ago": "minutes",
+    "years_ago": "days", "months_ago": "days", "weeks_ago": "weeks", "days_ago": "days", "hours_ago": "hours",
+    "minutes_ago": "minutes",
     "seconds_ago": "seconds", "milliseconds_ago": "milliseconds", "microseconds_ago": "microseconds",
 }
 
@@ -240,7 +244,12 @@ def _window(side: str, args: tuple, kwargs: dict) -> TimeWindow:
     if index is not None and not isinstance(index, Ref):
         raise DefinitionError(f"{side}(index={index!r}): index must be a feature, e.g. Transfer.created_at")
     index = as_feature(index) or index
-    ago = timedelta(**{_WINDOW_UNITS[key]: value for key, value in kwargs.items()})
+    try:
+        ago = sum((timedelta(**{_WINDOW_UNITS[key]: value * _WINDOW_DAYS.get(key, 1)})
+                   for key, value in kwargs.items()), timedelta(0))
+    except OverflowError:
+        raise DefinitionError(f"{side}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) reaches "
+                              "further back than a timedelta can hold") from None
     spelling = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     if index is not None:
         spelling += f", index={index!r}"
@@ -250,10 +259,10 @@ def _window(side: str, args: tuple, kwargs: dict) -> TimeWindow:
 def after(*args: Any, **kwargs: Any) -> TimeWindow:
     """Rows whose time is at or after ``now`` minus the given distance.
 
-    Keywords as in Chalk: ``weeks_ago``, ``days_ago``, ``hours_ago``,
-    ``minutes_ago``, ``seconds_ago``, ``milliseconds_ago``,
-    ``microseconds_ago`` (summed) and ``index`` (the time feature; default the
-    related class's ``FeatureTime``).
+    Keywords as in Chalk: ``years_ago`` (365 days each), ``months_ago`` (30 days
+    each), ``weeks_ago``, ``days_ago``, ``hours_ago``, ``minutes_ago``,
+    ``seconds_ago``, ``milliseconds_ago``, ``microseconds_ago`` (summed) and
+    ``index`` (the time feature; default the related class's ``FeatureTime``).
     """
     return _window("after", args, kwargs)
 
