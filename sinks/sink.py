@@ -168,11 +168,19 @@ class _Parser:
         if integration is not None and not isinstance(integration, SQLSource):
             raise self.error(
                 f"integration={integration!r} is not a SQL source; use PostgreSQLSource(), "
-                "MySQLSource() or SQLiteSource()", "integration")
+                "MySQLSource(), SQLiteSource() or another of sinks' SQL sources", "integration")
         if not isinstance(upsert, bool):
             raise self.error(f"upsert={upsert!r} must be True or False", "upsert")
         if upsert and integration is None:
             raise self.error("upsert=True needs integration=, the database to upsert into", "upsert")
+        if integration is not None:
+            try:
+                integration.require()
+            except DefinitionError as error:
+                raise self.error(str(error), "integration") from None
+            if upsert and not integration.upserts:
+                raise self.error(f"{type(integration).__name__} has no upsert here (only appends); "
+                                 "drop upsert=True or write to PostgreSQL, MySQL or SQLite", "upsert")
         return SinkSpec(
             name=self.name(options["name"]),
             module=self.fn.__module__,
