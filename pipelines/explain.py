@@ -6,6 +6,7 @@ from typing import List
 from sinks.features import info
 from transforms.assemble.plan import edge_of, plan_roots
 from sinks.registry import Registry
+from sinks.selection import describe_deployment
 from sinks.sink import SinkSpec
 
 
@@ -31,6 +32,7 @@ def describe(spec: SinkSpec) -> List[str]:
         ("buffer_size", spec.buffer_size), ("debounce", spec.debounce), ("max_delay", spec.max_delay))
         if value is not None]
     lines.append(f"  pacing: {', '.join(pacing) or 'none'}")
+    lines.append(f"  deployed: {describe_deployment(spec) or 'every environment, any tags'}")
     if spec.integration is not None and spec.output_model is not None:
         table = getattr(spec.output_model, "__tablename__", spec.output_model.__name__)
         mode = "upsert" if spec.upsert else "append"
