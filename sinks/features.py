@@ -898,3 +898,32 @@ class Features:
     def __class_getitem__(cls, items: Any) -> type:
         refs = items if isinstance(items, tuple) else (items,)
         return type(f"Features[{', '.join(map(repr, refs))}]", (cls,), {"__refs__": refs})
+
+
+def class_options_text(cls: type) -> str:
+    """What ``@features(...)`` declared beyond the namespace, for ``explain`` (empty when nothing)."""
+    options = info(cls).options
+    parts = [f"{key} {value}" for key, value in (
+        ("owner", options.owner), ("tags", ", ".join(options.tags)), ("max_staleness", options.max_staleness),
+        ("etl_offline_to_online", options.etl_offline_to_online), ("singleton", options.singleton or None))
+        if value not in (None, "")]
+    return "; ".join(parts)
+
+
+def feature_options_text(f: Feature) -> str:
+    """What ``feature(...)`` declared that a run acts on or shows, for ``explain`` (empty when nothing)."""
+    options, limits = f.options, f.constraints
+    parts = []
+    if f.has_default:
+        parts.append(f"default {f.default!r}")
+    bounds = [f"{key}={getattr(limits, key)!r}" for key in ("min", "max", "min_length", "max_length")
+              if getattr(limits, key) is not None]
+    if bounds:
+        parts.append(", ".join(bounds) + (" (strict: breaking updates are refused)" if limits.strict
+                                          else " (not strict: breaks are counted)"))
+    for key, value in (("name", options.name), ("version", options.version), ("dtype", options.dtype),
+                       ("owner", options.owner), ("tags", ", ".join(options.tags)),
+                       ("max_staleness", options.max_staleness)):
+        if value not in (None, ""):
+            parts.append(f"{key} {value}")
+    return "; ".join(parts)
