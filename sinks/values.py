@@ -159,7 +159,7 @@ def _struct(cls: type) -> Coerce:
 def scalar_coercer(kind: Any) -> Coerce:
     """A JSON value to a scalar of type ``kind`` (inside structs and lists): the same rules as
     the update parser's top-level scalars, with timestamps kept as aware ``datetime``."""
-    return _SCALARS.get(kind) or (_enum(kind) if isinstance(kind, type) and issubclass(kind, enum.Enum)
+    return SCALAR_COERCIONS.get(kind) or (_enum(kind) if isinstance(kind, type) and issubclass(kind, enum.Enum)
                                   else _identity)
 
 
@@ -167,13 +167,13 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
     if isinstance(value, str):
         return value
     raise TypeError("expected a string")
 
 
-def _integer(value: Any) -> int:
+def integer(value: Any) -> int:
     if isinstance(value, bool):
         raise TypeError("expected an integer, not a bool")
     if isinstance(value, int):
@@ -185,22 +185,27 @@ def _integer(value: Any) -> int:
     raise TypeError("expected an integer")
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
-        raise TypeError("expected a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError("not a finite number")
-    return number
+def number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("expected a number, not a bool")
+    if isinstance(value, (int, float, Decimal)) or isinstance(value, str):
+        result = float(value)
+        if not math.isfinite(result):
+            raise ValueError("not a finite number")
+        return result
+    raise TypeError("expected a number")
 
 
-def _boolean(value: Any) -> bool:
+def boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    if value in ("true", "false"):
+        return value == "true"
     raise TypeError("expected true or false")
 
 
-def _timestamp(value: Any) -> datetime:
+def timestamp(value: Any) -> datetime:
+    """An ISO-8601 string or a datetime as an aware UTC datetime (one without zone is taken as UTC)."""
     if isinstance(value, datetime):
         stamp = value
     elif isinstance(value, str):
@@ -210,7 +215,7 @@ def _timestamp(value: Any) -> datetime:
     return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
 
 
-def _day(value: Any) -> date:
+def day(value: Any) -> date:
     if isinstance(value, datetime):
         raise TypeError("expected a date, not a timestamp")
     if isinstance(value, date):
@@ -220,16 +225,22 @@ def _day(value: Any) -> date:
     raise TypeError("expected an ISO-8601 date")
 
 
-def _decimal(value: Any) -> Decimal:
+def decimal(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise TypeError("expected a decimal number")
     try:
-        number = Decimal(str(value))
+        result = Decimal(str(value))
     except InvalidOperation:
         raise ValueError("not a decimal number") from None
-    if not number.is_finite():
+    if not result.is_finite():
         raise ValueError("not a finite number")
-    return number
+    return result
+
+
+def binary(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise TypeError("expected bytes")
 
 
 def _enum(kind: Any) -> Coerce:
@@ -238,9 +249,10 @@ def _enum(kind: Any) -> Coerce:
     return coerce
 
 
-_SCALARS: Dict[Any, Coerce] = {
-    str: _text, int: _integer, float: _number, bool: _boolean, datetime: _timestamp, date: _day,
-    Decimal: _decimal,
+# The update parser's scalar rules (its own copy turns timestamps into µs; the rest can be these).
+SCALAR_COERCIONS: Dict[Any, Coerce] = {
+    str: text, int: integer, float: number, bool: boolean, datetime: timestamp, date: day,
+    Decimal: decimal, bytes: binary,
 }
 
 
