@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import List
 
-from sinks.features import class_options_text, feature_options_text, info
+from sinks.features import info
+from sinks.options import class_options_text, feature_options_text
 from transforms.assemble.plan import edge_of, plan_roots
 from sinks.registry import Registry
 from sinks.selection import describe_deployment

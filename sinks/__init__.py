@@ -5,15 +5,14 @@
 from sinks.dataframe import DataFrame
 from sinks.durations import parse_duration
 from sinks.errors import DefinitionError, FeatureNotFoundError
-from sinks.features import (
-    Feature, Features, FeatureTime, Primary, Ref, feature, features, has_many, has_one,
-)
+from sinks.features import Feature, Features, FeatureTime, Primary, Ref, features, has_many, has_one
 from sinks.filters import after, before
 from sinks.integrations import (
     BigQuerySource, ClickhouseSource, CloudSQLSource, DatabricksSource, MSSQLSource, MySQLSource,
     PostgreSQLSource, RedshiftSource, SnowflakeSource, SQLiteFileSource, SQLiteInMemorySource, SQLiteSource,
     SQLSource, TrinoSource,
 )
+from sinks.options import feature
 from sinks.registry import Registry, load
 from sinks.sink import Sink, SinkInput, SinkSpec, sink
 from sinks.stream import StreamResolver, stream

@@ -32,6 +32,7 @@ from typing import Annotated, Any, Callable, Dict, Iterator, List, Optional, Tup
 
 from sinks.errors import DefinitionError, FeatureNotFoundError, located
 from sinks.filters import And, Comparison, Filter, IsIn, IsNull, Not, TimeWindow
+from sinks.options import NO_DEFAULT, ClassOptions, FeatureOptions, check_feature_options, tags_of
 
 
 class UnresolvedAnnotation(DefinitionError, NameError):
@@ -61,101 +62,6 @@ class Primary:
 
     def __class_getitem__(cls, item: Any) -> Any:
         return Annotated[item, PRIMARY]
-
-
-_NO_DEFAULT: Any = _Marker("no_default")
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """``feature(min=, max=, min_length=, max_length=, strict=)``: the values a feature accepts.
-
-    With ``strict=True`` an update that breaks them is refused (a dead letter whose reason is
-    :meth:`violations`); without, the breaks are only counted."""
-
-    min: Any = None
-    max: Any = None
-    min_length: Optional[int] = None
-    max_length: Optional[int] = None
-    strict: bool = False
-
-    def __bool__(self) -> bool:
-        return any(v is not None for v in (self.min, self.max, self.min_length, self.max_length))
-
-    def violations(self, value: Any) -> List[str]:
-        """What ``value`` breaks, one phrase each (empty when it is within every limit, or null)."""
-        if value is None:
-            return []
-        found = []
-        if self.min is not None and value < self.min:
-            found.append(f"{value!r} is below min={self.min!r}")
-        if self.max is not None and value > self.max:
-            found.append(f"{value!r} is above max={self.max!r}")
-        if self.min_length is not None and len(value) < self.min_length:
-            found.append(f"length {len(value)} is below min_length={self.min_length}")
-        if self.max_length is not None and len(value) > self.max_length:
-            found.append(f"length {len(value)} is above max_length={self.max_length}")
-        return found
-
-
-@dataclass(frozen=True)
-class FeatureOptions:
-    """Everything ``feature(...)`` was given; checked against the feature's type when it resolves."""
-
-    primary: bool = False
-    description: Optional[str] = None
-    owner: Optional[str] = None
-    tags: Tuple[str, ...] = ()
-    name: Optional[str] = None
-    version: Optional[int] = None
-    default_version: int = 1
-    max_staleness: Optional[Any] = None
-    etl_offline_to_online: Optional[bool] = None
-    default: Any = _NO_DEFAULT
-    constraints: Constraints = Constraints()
-    dtype: Any = None
-    extra: Tuple[Tuple[str, Any], ...] = ()
-
-
-def feature(*, description: Optional[str] = None, owner: Optional[str] = None,
-            tags: Union[None, str, List[str], Tuple[str, ...]] = None, name: Optional[str] = None,
-            version: Optional[int] = None, default_version: int = 1, primary: Optional[bool] = None,
-            max_staleness: Any = None, etl_offline_to_online: Optional[bool] = None,
-            default: Any = _NO_DEFAULT, min: Any = None, max: Any = None,
-            min_length: Optional[int] = None, max_length: Optional[int] = None, strict: bool = False,
-            dtype: Any = None, cache_nulls: bool = True, cache_defaults: bool = True,
-            offline_ttl: Any = None, deprecated: bool = False, store_online: bool = True,
-            store_offline: bool = True, validations: Any = None, encoder: Any = None,
-            decoder: Any = None) -> Any:
-    """Options for one feature, given as its default: ``uuid: str = feature(primary=True)``.
-
-    Chalk's keywords. ``default`` fills a feature an entity never received; ``min``/``max``
-    (values) and ``min_length``/``max_length`` (strings, bytes, lists, sets) with ``strict=True``
-    refuse an update that breaks them, without it they are counted; ``primary`` and ``description``
-    as before. ``name``, ``version``, ``owner``, ``tags``, ``max_staleness``, ``dtype`` and the
-    caching and storage keywords describe the feature (``explain`` shows them); a sink pipeline
-    has no online store or cache for them to act on.
-    """
-    given = {"cache_nulls": cache_nulls, "cache_defaults": cache_defaults, "offline_ttl": offline_ttl,
-             "deprecated": deprecated, "store_online": store_online, "store_offline": store_offline,
-             "validations": validations, "encoder": encoder, "decoder": decoder}
-    unchanged = {"cache_nulls": True, "cache_defaults": True, "deprecated": False, "store_online": True,
-                 "store_offline": True}
-    extra = tuple((key, value) for key, value in given.items() if value is not unchanged.get(key))
-    return FeatureOptions(
-        primary=bool(primary), description=description, owner=owner, tags=_tags("feature", tags),
-        name=name, version=version, default_version=default_version, max_staleness=max_staleness,
-        etl_offline_to_online=etl_offline_to_online, default=default,
-        constraints=Constraints(min, max, min_length, max_length, strict), dtype=dtype, extra=extra)
-
-
-def _tags(where: str, tags: Any) -> Tuple[str, ...]:
-    if tags is None:
-        return ()
-    values = [tags] if isinstance(tags, str) else tags
-    if not isinstance(values, (list, tuple, set)) or not all(isinstance(t, str) for t in values):
-        raise DefinitionError(f"{where}(tags={tags!r}): tags are a string or a list of strings")
-    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -421,7 +327,7 @@ class Feature(Ref):
         self.foreign_key: Optional[Feature] = None
         self._related: Optional[type] = None
         options = default if isinstance(default, FeatureOptions) else FeatureOptions(
-            default=_NO_DEFAULT if default is None or isinstance(default, Relation) else default)
+            default=NO_DEFAULT if default is None or isinstance(default, Relation) else default)
         self.options = options
         self.description = options.description
         self.version = options.version
@@ -452,12 +358,12 @@ class Feature(Ref):
     @property
     def has_default(self) -> bool:
         """Whether the feature declares a default (``x: int = 0`` or ``feature(default=0)``)."""
-        return self.options.default is not _NO_DEFAULT
+        return self.options.default is not NO_DEFAULT
 
     @property
     def default(self) -> Any:
         """The value an entity that never received this feature has (None without a default)."""
-        return None if self.options.default is _NO_DEFAULT else self.options.default
+        return None if self.options.default is NO_DEFAULT else self.options.default
 
     def __reduce__(self) -> Any:
         # Unpickle to the feature of the (importable) class, keeping identity.
@@ -552,52 +458,7 @@ class Feature(Ref):
         if (self.primary or self.is_feature_time) and self.kind != "scalar":
             raise DefinitionError(f"{self!r}: a relation cannot be a primary key or FeatureTime")
         if self.kind == "scalar":
-            _check_options(self, self.options)
-
-
-def _check_options(f: "Feature", options: FeatureOptions) -> None:
-    """``feature(...)``'s values against the feature's type: a default or a limit of another type
-    would only fail on the first update that needs it."""
-    from sinks.durations import parse_duration
-    from sinks.values import literal_error, type_name
-    declared = Optional[f.type] if f.optional else f.type
-    where = f"{f!r} ({type_name(f.type)})"
-    if options.default is not _NO_DEFAULT:
-        problem = literal_error(declared, options.default)
-        if problem is not None:
-            raise DefinitionError(f"{where}: default {problem}")
-    limits = options.constraints
-    for key in ("min", "max"):
-        value = getattr(limits, key)
-        if value is not None and (problem := literal_error(f.type, value)) is not None:
-            raise DefinitionError(f"{where}: {key} {problem}")
-    if limits.min is not None and limits.max is not None and limits.min > limits.max:
-        raise DefinitionError(f"{where}: min={limits.min!r} is above max={limits.max!r}")
-    for key in ("min_length", "max_length"):
-        value = getattr(limits, key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DefinitionError(f"{where}: {key}={value!r} must be a non-negative int")
-        if not _has_length(f.type):
-            raise DefinitionError(f"{where}: {key} applies to str, bytes, list and set features")
-    if limits.min_length is not None and limits.max_length is not None and limits.min_length > limits.max_length:
-        raise DefinitionError(f"{where}: min_length={limits.min_length} is above max_length={limits.max_length}")
-    if not isinstance(limits.strict, bool):
-        raise DefinitionError(f"{where}: strict={limits.strict!r} must be True or False")
-    if options.max_staleness is not None:
-        try:
-            parse_duration(options.max_staleness)
-        except ValueError as error:
-            raise DefinitionError(f"{where}: max_staleness={options.max_staleness!r}: {error}") from None
-    if options.version is not None and (isinstance(options.version, bool) or not isinstance(options.version, int)
-                                        or options.version < 1):
-        raise DefinitionError(f"{where}: version={options.version!r} must be a positive int")
-
-
-def _has_length(kind: Any) -> bool:
-    origin = typing.get_origin(kind) or kind
-    return isinstance(origin, type) and issubclass(origin, (str, bytes, list, tuple, set, frozenset))
+            check_feature_options(self, self.options)
 
 
 _LAZY = frozenset(
@@ -827,19 +688,6 @@ def _repr(self: Any) -> str:
     return f"{type(self).__name__}({values})"
 
 
-@dataclass(frozen=True)
-class ClassOptions:
-    """What ``@features(...)`` was given besides ``name``: descriptions of the class, and defaults
-    for its features' ``owner``, ``tags``, ``max_staleness`` and ``etl_offline_to_online``."""
-
-    owner: Optional[str] = None
-    tags: Tuple[str, ...] = ()
-    description: Optional[str] = None
-    max_staleness: Any = None
-    etl_offline_to_online: Optional[bool] = None
-    singleton: bool = False
-
-
 def features(cls: Optional[type] = None, *, name: Optional[str] = None, owner: Optional[str] = None,
              tags: Union[None, str, List[str], Tuple[str, ...]] = None, description: Optional[str] = None,
              max_staleness: Any = None, etl_offline_to_online: Optional[bool] = None,
@@ -859,7 +707,7 @@ def features(cls: Optional[type] = None, *, name: Optional[str] = None, owner: O
             raise DefinitionError(f"@features(max_staleness={max_staleness!r}): {error}") from None
     if not isinstance(singleton, bool):
         raise DefinitionError(f"@features(singleton={singleton!r}) must be True or False")
-    class_options = ClassOptions(owner, _tags("features", tags), description, max_staleness,
+    class_options = ClassOptions(owner, tags_of("features", tags), description, max_staleness,
                                  etl_offline_to_online, singleton)
 
     def decorate(cls: type) -> type:
@@ -899,31 +747,3 @@ class Features:
         refs = items if isinstance(items, tuple) else (items,)
         return type(f"Features[{', '.join(map(repr, refs))}]", (cls,), {"__refs__": refs})
 
-
-def class_options_text(cls: type) -> str:
-    """What ``@features(...)`` declared beyond the namespace, for ``explain`` (empty when nothing)."""
-    options = info(cls).options
-    parts = [f"{key} {value}" for key, value in (
-        ("owner", options.owner), ("tags", ", ".join(options.tags)), ("max_staleness", options.max_staleness),
-        ("etl_offline_to_online", options.etl_offline_to_online), ("singleton", options.singleton or None))
-        if value not in (None, "")]
-    return "; ".join(parts)
-
-
-def feature_options_text(f: Feature) -> str:
-    """What ``feature(...)`` declared that a run acts on or shows, for ``explain`` (empty when nothing)."""
-    options, limits = f.options, f.constraints
-    parts = []
-    if f.has_default:
-        parts.append(f"default {f.default!r}")
-    bounds = [f"{key}={getattr(limits, key)!r}" for key in ("min", "max", "min_length", "max_length")
-              if getattr(limits, key) is not None]
-    if bounds:
-        parts.append(", ".join(bounds) + (" (strict: breaking updates are refused)" if limits.strict
-                                          else " (not strict: breaks are counted)"))
-    for key, value in (("name", options.name), ("version", options.version), ("dtype", options.dtype),
-                       ("owner", options.owner), ("tags", ", ".join(options.tags)),
-                       ("max_staleness", options.max_staleness)):
-        if value not in (None, ""):
-            parts.append(f"{key} {value}")
-    return "; ".join(parts)

@@ -5,7 +5,8 @@ from typing import List, Optional
 import pytest
 
 from sinks import DataFrame, DefinitionError, after, before, feature, features, has_many, sink
-from sinks.features import Constraints, info
+from sinks.features import info
+from sinks.options import Constraints
 
 
 def test_features_takes_chalks_keywords():
@@ -134,3 +135,11 @@ def test_windows_take_every_chalk_keyword():
     assert before(years_ago=2).ago == timedelta(days=730)
     with pytest.raises(DefinitionError, match="further back than a timedelta"):
         after(years_ago=10**9)
+
+
+def test_feature_options_pickle_with_their_no_default_marker():
+    import pickle
+
+    from sinks.options import NO_DEFAULT, FeatureOptions
+    assert pickle.loads(pickle.dumps(FeatureOptions())).default is NO_DEFAULT
+    assert pickle.loads(pickle.dumps(feature(default=None, min=1))).constraints == Constraints(min=1)
