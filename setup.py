@@ -28,6 +28,7 @@ setup(
         "clickhouse": ["clickhouse-sqlalchemy>=0.3"],
         "trino": ["trino[sqlalchemy]>=0.328"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
-        "test": ["pytest>=8", "pymysql>=1.1", "hypothesis>=6", "pandas>=2", "ruff>=0.6", "mypy>=1.10"],
+        "test": ["pytest>=8", "pymysql>=1.1", "hypothesis>=6", "pandas>=2", "ruff>=0.6", "mypy>=1.10",
+                 "sqlalchemy-redshift>=0.8"],
     },
 )

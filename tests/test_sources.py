@@ -122,3 +122,23 @@ def test_an_unconfigured_source_says_so():
     assert repr(PostgreSQLSource(name="NOPE")) == (
         "PostgreSQLSource(not configured: set NOPE_PGHOST, NOPE_PGPORT, NOPE_PGDATABASE, NOPE_PGUSER, "
         "NOPE_PGPASSWORD or pass arguments)")
+
+
+@pytest.mark.parametrize("source", [
+    MSSQLSource(host="h", db="d", user="u", password=SECRET),
+    RedshiftSource(host="h", db="d", user="u", password=SECRET),
+], ids=["mssql", "redshift"])
+def test_appends_compile_for_the_dialect(source):
+    """The dialect the URL names loads (built into SQLAlchemy, or the extra's package) and compiles
+    the writers' appends with bound parameters; no server of either runs on this machine."""
+    import sqlalchemy
+    from examples.chalk_surface import ShopperSpend
+    try:
+        dialect = source.url.get_dialect()()
+    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as error:
+        pytest.skip(f"the dialect's package is not installed: {error}")
+    statement = sqlalchemy.insert(ShopperSpend.__table__).values(
+        shopper_id="s1", full_price=1, with_coupon=0, online_total=2.5)
+    compiled = statement.compile(dialect=dialect)
+    assert str(compiled).startswith("INSERT INTO shopper_spend (shopper_id, full_price, with_coupon, online_total)")
+    assert "s1" not in str(compiled) and compiled.params["shopper_id"] == "s1"
