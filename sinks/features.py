@@ -294,16 +294,17 @@ def _check_related_ref(relation: Ref, related: type, ref: Ref) -> None:
 def _check_filter(relation: Ref, related: type, item: Filter) -> None:
     for ref in item.refs():
         _check_related_ref(relation, related, ref)
-    for window in _windows(item):
+    for window in windows_of(item):
         window.time_ref(related)
 
 
-def _windows(item: Filter) -> Iterator[TimeWindow]:
+def windows_of(item: Filter) -> Iterator[TimeWindow]:
+    """Every ``after()``/``before()`` inside a filter expression."""
     if isinstance(item, TimeWindow):
         yield item
     for child in ("left", "right", "inner"):
         if hasattr(item, child):
-            yield from _windows(getattr(item, child))
+            yield from windows_of(getattr(item, child))
 
 
 class Feature(Ref):

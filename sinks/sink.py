@@ -23,13 +23,13 @@ import os
 import sys
 import typing
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from sinks.dataframe import DataFrame
 from sinks.durations import INFINITY, Duration, parse_duration
 from sinks.errors import DefinitionError, located
-from sinks.features import Ref, _unwrap, as_feature, info, is_feature_class
+from sinks.features import Ref, _unwrap, windows_of, as_feature, info, is_feature_class
 from sinks.filters import Filter
 from sinks.integrations import SQLSource
 from sinks.values import literal_error, type_name as _type_name
@@ -299,7 +299,13 @@ class _Parser:
             self.check_literals(parameter, condition)
 
     def check_literals(self, parameter: str, condition: Filter) -> None:
-        """A literal of the wrong type would fail where pyarrow compares it, in the running job."""
+        """A literal of the wrong type would fail where pyarrow compares it, in the running job;
+        so would a window measured on a feature that is not a time."""
+        for window in windows_of(condition):
+            index = as_feature(window.index)
+            if index is not None and index.type not in (datetime, date):
+                raise self.error(f"{window!r} measures {index!r}, which is {_type_name(index.type)}; "
+                                 "index= must be a datetime or date feature", parameter)
         for compared, value in condition.literals():
             feature = as_feature(compared)
             if feature is None:

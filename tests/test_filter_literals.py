@@ -51,6 +51,7 @@ def _load(tmp_path, condition, name):
     ('(Transfer.status == "ok") | (Transfer.amount >= "x")', "'x' is a str, not float"),
     ('Transfer.created_at > "2024-01-01"', "'2024-01-01' is a str, not datetime"),
     ('Transfer.amount < None', "is None, but the feature is not Optional"),
+    ('after(days_ago=1, index=Transfer.amount)', "measures Transfer.amount, which is float; index= must be"),
 ])
 def test_a_literal_of_the_wrong_type_is_refused_at_decoration(tmp_path, condition, shown):
     with pytest.raises(DefinitionError) as raised:
