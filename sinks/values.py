@@ -74,40 +74,63 @@ def coercer(annotation: Any) -> Optional[Coerce]:
     set and tuple types (elements checked recursively); None for scalar and unknown types.
 
     A struct's value stays a ``dict`` of its fields (the shape pyarrow and the state stage hold),
-    with each field checked; lists stay lists, sets become sets."""
+    with each field checked; lists stay lists, sets become sets. The functions are plain objects,
+    so a parser holding them pickles with the standard pickler."""
     kind, _ = _strip_optional(annotation)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in _LIST_ORIGINS or kind is list:
-        element = _element(args[0] if args else Any)
-        return lambda value: _sequence(value, element, list)
+        return SequenceOf(Element(args[0] if args else Any), as_set=False)
     if origin in _SET_ORIGINS or kind in (set, frozenset):
-        element = _element(args[0] if args else Any)
-        return lambda value: _sequence(value, element, set)
+        return SequenceOf(Element(args[0] if args else Any), as_set=True)
     if origin is tuple or kind is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            element = _element(args[0])
-            return lambda value: _sequence(value, element, list)
-        elements = tuple(_element(a) for a in args)
-        return lambda value: _fixed_tuple(value, elements)
+            return SequenceOf(Element(args[0]), as_set=False)
+        return TupleOf(tuple(Element(a) for a in args))
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        return _struct(kind)
+        return StructOf(kind)
     return None
 
 
-def _element(annotation: Any) -> Coerce:
-    kind, optional = _strip_optional(annotation)
-    inner = coercer(kind) or scalar_coercer(kind)
+class Element:
+    """One value of a declared type inside a container: null only where the type is Optional."""
 
-    def coerce(value: Any) -> Any:
+    def __init__(self, annotation: Any) -> None:
+        self.kind, self.optional = _strip_optional(annotation)
+        self.inner = coercer(self.kind) or scalar_coercer(self.kind)
+
+    def __call__(self, value: Any) -> Any:
         if value is None:
-            if optional or kind is Any:
+            if self.optional or self.kind is Any:
                 return None
-            raise TypeError(f"null where {type_name(kind)} is required")
-        return inner(value)
-    return coerce
+            raise TypeError(f"null where {type_name(self.kind)} is required")
+        return self.inner(value)
 
 
-def _sequence(value: Any, element: Coerce, build: Callable[[Any], Any]) -> Any:
+class SequenceOf:
+    """A JSON array of elements, as a list (or a set)."""
+
+    def __init__(self, element: Coerce, as_set: bool) -> None:
+        self.element, self.as_set = element, as_set
+
+    def __call__(self, value: Any) -> Any:
+        out = _items(value, self.element)
+        return set(out) if self.as_set else out
+
+
+class TupleOf:
+    """A JSON array of a fixed number of elements, each of its own type (as a list)."""
+
+    def __init__(self, elements: Tuple[Coerce, ...]) -> None:
+        self.elements = elements
+
+    def __call__(self, value: Any) -> list:
+        items = _items(value, _identity)
+        if len(items) != len(self.elements):
+            raise ValueError(f"expected {len(self.elements)} items, got {len(items)}")
+        return [coerce(item) for coerce, item in zip(self.elements, items)]
+
+
+def _items(value: Any, element: Coerce) -> list:
     if isinstance(value, (str, bytes, collections.abc.Mapping)) or not isinstance(value, collections.abc.Iterable):
         raise TypeError(f"expected a list, not {type(value).__name__}")
     out = []
@@ -116,50 +139,52 @@ def _sequence(value: Any, element: Coerce, build: Callable[[Any], Any]) -> Any:
             out.append(element(item))
         except (TypeError, ValueError, OverflowError) as error:
             raise type(error)(f"item {position}: {error}") from None
-    return build(out)
+    return out
 
 
-def _fixed_tuple(value: Any, elements: Tuple[Coerce, ...]) -> list:
-    items = _sequence(value, lambda v: v, list)
-    if len(items) != len(elements):
-        raise ValueError(f"expected {len(elements)} items, got {len(items)}")
-    return [coerce(item) for coerce, item in zip(elements, items)]
+class StructOf:
+    """A JSON object with the fields of a dataclass, each checked, as a dict."""
 
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self._fields: Optional[Dict[str, Tuple[Coerce, bool]]] = None
 
-def _struct(cls: type) -> Coerce:
-    fields: Optional[Dict[str, Tuple[Coerce, bool]]] = None
+    def fields(self) -> Dict[str, Tuple[Coerce, bool]]:
+        """Each field's check and whether it is required; read on first use, as a struct may
+        name classes defined after it."""
+        if self._fields is None:
+            hints = typing.get_type_hints(self.cls)
+            self._fields = {
+                f.name: (Element(hints.get(f.name, Any)),
+                         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                for f in dataclasses.fields(self.cls)}
+        return self._fields
 
-    def coerce(value: Any) -> Dict[str, Any]:
-        nonlocal fields
-        if fields is None:   # resolved on first use: a struct may refer to classes defined after it
-            hints = typing.get_type_hints(cls)
-            fields = {f.name: (_element(hints.get(f.name, Any)),
-                               f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-                      for f in dataclasses.fields(cls)}
+    def __call__(self, value: Any) -> Dict[str, Any]:
+        fields, name = self.fields(), self.cls.__name__
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = dataclasses.asdict(value)
         if not isinstance(value, collections.abc.Mapping):
-            raise TypeError(f"expected an object with the fields of {cls.__name__}, not {type(value).__name__}")
+            raise TypeError(f"expected an object with the fields of {name}, not {type(value).__name__}")
         unknown = sorted(set(value) - set(fields))
         if unknown:
-            raise ValueError(f"{cls.__name__} has no field(s) {', '.join(map(str, unknown))}")
-        missing = sorted(name for name, (_, required) in fields.items() if required and name not in value)
+            raise ValueError(f"{name} has no field(s) {', '.join(map(str, unknown))}")
+        missing = sorted(field for field, (_, required) in fields.items() if required and field not in value)
         if missing:
-            raise ValueError(f"{cls.__name__} needs field(s) {', '.join(missing)}")
+            raise ValueError(f"{name} needs field(s) {', '.join(missing)}")
         out = {}
-        for name, item in value.items():
+        for field, item in value.items():
             try:
-                out[name] = fields[name][0](item)
+                out[field] = fields[field][0](item)
             except (TypeError, ValueError, OverflowError) as error:
-                raise type(error)(f"field '{name}': {error}") from None
+                raise type(error)(f"field '{field}': {error}") from None
         return out
-    return coerce
 
 
 def scalar_coercer(kind: Any) -> Coerce:
     """A JSON value to a scalar of type ``kind`` (inside structs and lists): the same rules as
     the update parser's top-level scalars, with timestamps kept as aware ``datetime``."""
-    return SCALAR_COERCIONS.get(kind) or (_enum(kind) if isinstance(kind, type) and issubclass(kind, enum.Enum)
+    return SCALAR_COERCIONS.get(kind) or (_EnumValue(kind) if isinstance(kind, type) and issubclass(kind, enum.Enum)
                                   else _identity)
 
 
@@ -243,10 +268,14 @@ def binary(value: Any) -> bytes:
     raise TypeError("expected bytes")
 
 
-def _enum(kind: Any) -> Coerce:
-    def coerce(value: Any) -> Any:
-        return (value if isinstance(value, kind) else kind(value)).value
-    return coerce
+class _EnumValue:
+    """A member of an enum, or one of their values, as the value."""
+
+    def __init__(self, kind: Any) -> None:
+        self.kind = kind
+
+    def __call__(self, value: Any) -> Any:
+        return (value if isinstance(value, self.kind) else self.kind(value)).value
 
 
 # The update parser's scalar rules (its own copy turns timestamps into µs; the rest can be these).

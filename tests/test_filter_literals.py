@@ -126,3 +126,13 @@ def test_struct_list_and_set_coercion():
     ]:
         with pytest.raises((TypeError, ValueError), match=reason):
             coercer(kind)(bad)
+
+
+def test_coercers_pickle_with_the_standard_pickler():
+    import pickle
+    for kind, value, expected in [
+        (List[int], ["1", 2], [1, 2]), (set[Colour], ["red"], {"red"}),
+        (Address, {"street": "x", "number": "2"}, {"street": "x", "number": 2}),
+        (tuple[int, str], [1, "a"], [1, "a"]),
+    ]:
+        assert pickle.loads(pickle.dumps(coercer(kind)))(value) == expected
