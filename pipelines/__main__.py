@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, help="a file or glob of feature updates")
     run.add_argument("--input-format", choices=FORMATS, help="default: from the file names")
     run.add_argument("--sink", action="append", help="run only this sink (repeatable)")
+    run.add_argument("--environment", help="run only the sinks deployed in this environment (@sink(environment=))")
+    run.add_argument("--tag", action="append", help="run only untagged sinks and those all of whose tags match "
+                                                    "(repeatable; key or key:value, as in Chalk)")
     run.add_argument("--resolver", help="a @stream resolver of the definitions that turns each record into updates")
     run.add_argument("--dead-letters", default="dead_letters",
                      help="directory for dead-letter files (default dead_letters/)")

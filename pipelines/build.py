@@ -15,6 +15,7 @@ import apache_beam as beam
 from pipelines.dead_letter_files import WriteDeadLetters
 from sinks.integrations import MySQLSource, PostgreSQLSource, SQLiteSource, SQLSource
 from sinks.registry import Registry
+from sinks.selection import select_sinks
 from sinks.sink import Sink
 from transforms.assemble import Assemble
 from transforms.buffer import Clock
@@ -50,11 +51,14 @@ def source_from_url(url: str) -> SQLSource:
                      "(postgresql://..., mysql+pymysql://..., sqlite:///file.db)")
 
 
-def selected_sinks(registry: Registry, names: Sequence[str]) -> List[Sink]:
-    """The sinks to run: those named (KeyError naming the known ones), or all."""
+def selected_sinks(registry: Registry, names: Sequence[str], environment: Optional[str] = None,
+                   tags: Sequence[str] = ()) -> List[Sink]:
+    """The sinks to run: those named (KeyError naming the known ones), or all; then those deployed
+    in ``environment`` with ``tags`` (``sinks.selection``)."""
     if not registry.sinks:
         raise KeyError("the definitions declare no sink")
-    return [registry.sink(name) for name in names] if names else list(registry.sinks.values())
+    named = [registry.sink(name) for name in names] if names else list(registry.sinks.values())
+    return select_sinks(named, environment, tags)
 
 
 def build_job(updates: beam.PCollection, registry: Registry, settings: JobSettings,

@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import List
 
 from sinks.features import info
+from sinks.options import class_options_text, feature_options_text
 from transforms.assemble.plan import edge_of, plan_roots
 from sinks.registry import Registry
+from sinks.selection import describe_deployment
 from sinks.sink import SinkSpec
 
 
@@ -14,9 +16,12 @@ def describe(spec: SinkSpec) -> List[str]:
     kind = "batch" if spec.is_batch else "per-row"
     lines = [f"sink {spec.name} ({kind}{', async' if spec.is_async else ''}) at {spec.location}",
              f"  root: {spec.root.__name__} keyed by {info(spec.root).primary.fqn}"]
+    if class_options_text(spec.root):
+        lines.append(f"  class {spec.root.__name__}: {class_options_text(spec.root)}")
     for item in spec.inputs:
         optional = " (optional)" if item.optional else ""
-        lines.append(f"  input {item.parameter}: {item.ref!r}{optional}")
+        options = feature_options_text(item.ref.leaf)
+        lines.append(f"  input {item.parameter}: {item.ref!r}{optional}{f' ({options})' if options else ''}")
         for step in item.ref.steps[:-1] + ((item.ref.leaf,) if item.is_has_many else ()):
             edge = edge_of(step)
             how = ("rows go to their parent's state by that key" if edge.child_keyed
@@ -31,6 +36,7 @@ def describe(spec: SinkSpec) -> List[str]:
         ("buffer_size", spec.buffer_size), ("debounce", spec.debounce), ("max_delay", spec.max_delay))
         if value is not None]
     lines.append(f"  pacing: {', '.join(pacing) or 'none'}")
+    lines.append(f"  deployed: {describe_deployment(spec) or 'every environment, any tags'}")
     if spec.integration is not None and spec.output_model is not None:
         table = getattr(spec.output_model, "__tablename__", spec.output_model.__name__)
         mode = "upsert" if spec.upsert else "append"

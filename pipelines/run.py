@@ -100,7 +100,7 @@ def _read(pipeline: beam.Pipeline, args: argparse.Namespace, live: Optional[Read
 
 def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) -> int:
     """Builds and runs the job; prints the summary; returns the exit code."""
-    chosen = selected_sinks(registry, args.sink or ())
+    chosen = selected_sinks(registry, args.sink or (), args.environment, args.tag or ())
     resolver = registry.resolver(args.resolver) if args.resolver else None
     options, where, live = _options(args, beam_args)
     settings = JobSettings(
