@@ -34,6 +34,16 @@ def table_counts(db: Path) -> dict:
                 for name in ("user_records", "user_txn_aggregates")}
 
 
+def summary_column(out: str, sink: str, title: str) -> int:
+    """The count of ``sink`` under the column titled ``title`` in a run's summary (cells are
+    separated by two spaces or more; titles hold single ones)."""
+    import re
+    cells = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+    header = next(row for row in cells if row[0] == "sink")
+    row = next(row for row in cells if row[0] == sink)
+    return int(row[header.index(title)].replace(",", ""))
+
+
 def expected_aggregate(updates: list, user: str) -> tuple:
     """Count and sum of the user's successful transfers in the 60 days up to its latest event."""
     times = [u.get("user.ts") or u.get("account.ts") or u.get("transfer.created_at") for u in updates

@@ -15,18 +15,9 @@ import pytest
 
 from pipelines import progress
 from pipelines.__main__ import main
-from tests.test_cli import BANK, ROOT
+from tests.test_cli import BANK, ROOT, summary_column
 
 RUN = ["run", "--definitions", BANK]
-
-
-def summary_column(out: str, sink: str, title: str) -> int:
-    """The count of ``sink`` under the column titled ``title`` in a run's summary."""
-    import re
-    cells = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
-    header = next(row for row in cells if row[0] == "sink")
-    row = next(row for row in cells if row[0] == sink)
-    return int(row[header.index(title)].replace(",", ""))
 
 
 def one_error_line(capsys) -> str:
