@@ -132,7 +132,10 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
         create_tables=True if args.create_tables else None, database_url=args.database_url,
         retry=options.view_as(SinkOptions).retry_policy(), write_retry=write_retry(args, is_live),
         clock=clock, **({"allowed_lateness": args.allowed_lateness} if args.allowed_lateness is not None else {}))
-    pipeline = beam.Pipeline(options=options)
+    try:
+        pipeline = beam.Pipeline(options=options)
+    except ValueError as error:   # Beam refuses the runner it was asked for
+        raise CommandError(f"--runner: {str(error).splitlines()[0]}") from None
     records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
     if progress.wanted():
         total = None if is_live else progress.records_in(args.input, args.input_format)
@@ -144,7 +147,7 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
     try:
         build_job(records, registry, settings, extra_dead_letters=dead_letters)
     except SchemaMismatchError as error:
-        raise CommandError(str(error)) from error
+        raise CommandError(str(error).replace("pass create_tables=True", "pass --create-tables")) from error
     except sqlalchemy.exc.DBAPIError as error:
         first = str(error.orig if error.orig is not None else error).strip().splitlines()
         raise CommandError(f"cannot use the database: {first[0] if first else type(error).__name__}") from error

@@ -153,6 +153,7 @@ def test_write_shards_splits_an_upsert_tables_writes(tmp_path, sample, capsys):
      "--database-url: unknown character set 'klingon' for MySQL/MariaDB (try utf8mb4)"),
     (["--database-url", "oracle://scott@db/orcl"], "--database-url: unsupported database 'oracle'"),
     (["--database-url", "not a url"], "--database-url: not a database URL"),
+    (["--runner", "NoSuchRunner"], "--runner: Unexpected pipeline runner: NoSuchRunner"),
 ])
 def test_a_bad_option_is_one_line_before_anything_runs(tmp_path, sample, capsys, monkeypatch, arguments, message):
     def must_not_run(*args, **kwargs):
@@ -306,3 +307,9 @@ def _every_update(process):
 def test_progress_line_says_rate_and_time_left():
     assert progress.progress_line(1000, 2.0, 3000) == "read 1,000 of 3,000 updates (500/s), about 4 s left"
     assert progress.progress_line(1000, 2.0, None) == "read 1,000 updates (500/s)"
+
+
+def test_a_missing_table_says_which_flag_creates_it(sample, postgres_url, capsys):
+    assert main(RUN + ["--input", str(sample), "--database-url", postgres_url, "--sink", "user_data_export"]) == 2
+    line = one_error_line(capsys)
+    assert "table 'user_records' does not exist" in line and "pass --create-tables" in line
