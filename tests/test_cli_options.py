@@ -258,6 +258,21 @@ def test_durations_are_shown_in_chalks_grammar(value, shown):
     assert parse_duration(shown) == value
 
 
+@pytest.mark.parametrize("source, shown", [
+    ("PostgreSQLSource(url='postgresql+psycopg2://ann:secret@db:5433/x?password=secret')",
+     "PostgreSQLSource('postgresql+psycopg2://ann:***@db:5433/x')"),
+    ("MySQLSource(host='db', db='x')", "MySQLSource('mysql+pymysql://db/x')"),
+    ("MySQLSource(name='shop')", "MySQLSource (from the environment: shop_MYSQL_HOST, shop_MYSQL_TCP_PORT, "
+                                 "shop_MYSQL_DATABASE, shop_MYSQL_USER, shop_MYSQL_PWD not set)"),
+    ("SQLiteSource('local.db')", "SQLiteSource(local.db)"),
+    ("SQLiteSource()", "SQLiteSource (in memory)"),
+])
+def test_explain_says_where_a_source_writes_without_secrets(source, shown):
+    import sinks.integrations
+    from pipelines.explain import describe_source
+    assert describe_source(eval(source, vars(sinks.integrations))) == shown
+
+
 def test_explain_of_a_file_without_sinks_is_an_error(tmp_path, capsys):
     empty = tmp_path / "nothing.py"
     empty.write_text("from sinks import features\n")
@@ -280,7 +295,7 @@ def test_the_summary_counts_upserts_and_the_rows_a_table_holds(tmp_path, sample,
     out = capsys.readouterr().out
     assert summary_column(out, "aggregate_user_transactions", "upserts") >= 40
     assert "tables now hold: user_records 40 rows, user_txn_aggregates 40 rows" in out
-    assert "upserted" not in out
+    assert "upserted" not in out and "updates parsed; 0 dead letters from parsing and joining" in out
 
 
 def test_progress_shows_only_on_a_terminal_with_time_left(tmp_path, sample, capsys, monkeypatch):
