@@ -85,6 +85,11 @@ def check_generate_arguments(args: argparse.Namespace) -> None:
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise CommandError(f"--out {args.out}: no such directory {folder}")
+    from pipelines.sources import SourceError, format_of
+    try:
+        format_of(args.out)
+    except SourceError:
+        raise CommandError(f"--out {args.out}: name the file .jsonl, .csv or .parquet (its format)") from None
 
 
 def write_retry(args: argparse.Namespace, live: bool) -> WriteRetry:

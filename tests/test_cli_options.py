@@ -183,6 +183,7 @@ def test_a_bad_port_in_a_definitions_source_is_one_line(tmp_path, sample, capsys
     (["--entities", "-5"], "--entities -5: must be at least 1"),
     (["--days", "0"], "--days 0: must be at least 1"),
     (["--out", "/nonexistent/dir/x.jsonl"], "--out /nonexistent/dir/x.jsonl: no such directory"),
+    (["--out", "/tmp/x.txt"], "--out /tmp/x.txt: name the file .jsonl, .csv or .parquet"),
 ])
 def test_generate_checks_its_options(tmp_path, capsys, arguments, message):
     base = ["generate", "--definitions", BANK]
