@@ -15,13 +15,13 @@ import apache_beam as beam
 from pipelines.dead_letter_files import WriteDeadLetters
 from sinks.integrations import MySQLSource, PostgreSQLSource, SQLiteSource, SQLSource
 from sinks.registry import Registry
-from sinks.selection import select_sinks
 from sinks.sink import Sink
 from transforms.assemble import Assemble
 from transforms.buffer import Clock
 from transforms.call import RetryPolicy
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.deliver import DeliverSink
+from transforms.sql import WriteRetry
 
 
 @dataclass
@@ -30,11 +30,13 @@ class JobSettings:
 
     sink_names: Sequence[str] = ()
     dead_letters: str = "dead_letters"
-    num_shards: int = 1
+    num_shards: int = 1                    # pacing buffers per paced sink
+    write_shards: int = 4                  # parallel writers per upsert table
     create_tables: Optional[bool] = None
     database_url: Optional[str] = None
     allowed_lateness: timedelta = timedelta(0)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    write_retry: WriteRetry = field(default_factory=WriteRetry)
     clock: Optional[Clock] = None          # the pacing buffers' processing-time clock
 
 
@@ -51,14 +53,11 @@ def source_from_url(url: str) -> SQLSource:
                      "(postgresql://..., mysql+pymysql://..., sqlite:///file.db)")
 
 
-def selected_sinks(registry: Registry, names: Sequence[str], environment: Optional[str] = None,
-                   tags: Sequence[str] = ()) -> List[Sink]:
-    """The sinks to run: those named (KeyError naming the known ones), or all; then those deployed
-    in ``environment`` with ``tags`` (``sinks.selection``)."""
+def selected_sinks(registry: Registry, names: Sequence[str]) -> List[Sink]:
+    """The sinks to run: those named (KeyError naming the known ones), or all."""
     if not registry.sinks:
         raise KeyError("the definitions declare no sink")
-    named = [registry.sink(name) for name in names] if names else list(registry.sinks.values())
-    return select_sinks(named, environment, tags)
+    return [registry.sink(name) for name in names] if names else list(registry.sinks.values())
 
 
 def build_job(updates: beam.PCollection, registry: Registry, settings: JobSettings,
@@ -74,6 +73,7 @@ def build_job(updates: beam.PCollection, registry: Registry, settings: JobSettin
         delivered = assembled[sink.spec.name] | DeliverSink(
             sink, num_shards=settings.num_shards, retry=settings.retry, clock=settings.clock,
             integration=override if sink.spec.integration is not None else None,
+            write_retry=settings.write_retry, write_shards=settings.write_shards,
             create_tables=settings.create_tables, validate=validate)
         letters.append(delivered[DEAD_LETTERS])
     dead = letters | "DeadLetters" >> beam.Flatten()

@@ -2,7 +2,7 @@
 
 Beam's DirectRunner takes live input through one door: a ``TestStream`` whose
 events come from a ``TestStreamService`` (the interactive runner's mechanism;
-splittable DoFns that poll cannot run there, see ``shared/notes/beam-facts.md``).
+``PeriodicImpulse`` failed there when measured, so a polling splittable DoFn is no option).
 :class:`DirectoryEvents` is such a service's reader: every ``poll`` seconds it reads
 the files that appeared in the directory since the last look (``*.jsonl``, in name
 order; write a file elsewhere and rename it in, so it is never read half-written),

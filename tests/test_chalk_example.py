@@ -26,7 +26,7 @@ def test_the_chalk_surface_example_runs_into_postgresql(tmp_path, postgres_url, 
         assert main(["run", "--definitions", "examples/chalk_surface.py", "--input", str(UPDATES),
                      "--database-url", postgres_url, "--create-tables", "--environment", "prod",
                      "--dead-letters", str(tmp_path / "letters")]) == 0
-        assert "11 updates accepted, 0 rejected" in capsys.readouterr().out
+        assert "11 updates parsed; 0 dead letters from parsing and joining" in capsys.readouterr().out
         with engine.connect() as connection:
             rows = {table.name: [tuple(r) for r in connection.execute(sqlalchemy.select(table))]
                     for table in tables}
@@ -45,7 +45,7 @@ def test_explain_shows_what_chalks_keywords_declared(capsys):
     out = capsys.readouterr().out
     assert "input kind: Book.kind (default 'paperback')" in out
     assert "deployed: environment prod, staging; tags team:growth; machine_type n2-standard-2" in out
-    assert "PostgreSQLSource(not configured: set PGHOST" in out or "PostgreSQLSource('postgresql" in out
+    assert "PostgreSQLSource (from the environment: PGHOST" in out or "PostgreSQLSource('postgresql" in out
 
 
 def test_explain_shows_class_and_feature_options(tmp_path, capsys):

@@ -25,7 +25,8 @@ class DeliverSink(beam.PTransform):
       sink: a function decorated with ``@sink``.
       num_shards, retry, clock: as for :class:`transforms.call.CallSink`.
       integration: the database to write to instead of the sink's own (``--database-url``).
-      write_retry, create_tables, validate: as for :class:`transforms.sql.WriteToSQL`.
+      write_retry, create_tables, validate: as for :class:`transforms.sql.WriteToSQL` (``retry``).
+      write_shards: the ``num_shards`` of :class:`transforms.sql.WriteToSQL`: parallel upsert writers.
 
     Returns a dict: ``results`` (the function's ``(key, value)`` results) for a sink
     without integration, ``written`` (rows written per batch) for one with, and
@@ -35,12 +36,13 @@ class DeliverSink(beam.PTransform):
     def __init__(self, sink: Sink, num_shards: int = 1, retry: RetryPolicy = RetryPolicy(),
                  clock: Optional[Clock] = None, integration: Optional[SQLSource] = None,
                  write_retry: WriteRetry = WriteRetry(), create_tables: Optional[bool] = None,
-                 validate: bool = True) -> None:
+                 validate: bool = True, write_shards: int = 4) -> None:
         super().__init__(f"DeliverSink({sink.spec.name})")
         self.sink = sink
         self.call = CallSink(sink, num_shards, retry, clock)
         self.integration = integration or sink.spec.integration
         self.write_retry = write_retry
+        self.write_shards = write_shards
         self.create_tables = create_tables
         self.validate = validate
 
@@ -53,6 +55,7 @@ class DeliverSink(beam.PTransform):
             called[RESULTS]
             | "Rows" >> beam.Values()
             | WriteToSQL(self.integration, spec.output_model, upsert=spec.upsert, name=spec.name,
-                         create_tables=self.create_tables, validate=self.validate, retry=self.write_retry))
+                         num_shards=self.write_shards, create_tables=self.create_tables, validate=self.validate,
+                         retry=self.write_retry))
         dead_letters = (called[DEAD_LETTERS], written[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
         return {WRITTEN: written[WRITTEN], DEAD_LETTERS: dead_letters}
