@@ -31,6 +31,7 @@ from sinks.durations import INFINITY, Duration, parse_duration
 from sinks.errors import DefinitionError, located
 from sinks.features import Ref, _unwrap, info, is_feature_class
 from sinks.integrations import SQLSource
+from sinks.shipped import reduce_by_source
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,12 @@ class DecoratedFunction:
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> Any:
-        # A module-level function pickles as a reference, so workers import the user's module;
-        # others (defined inside functions) travel by value.
+        # A module-level function pickles as a reference, so workers import the user's module
+        # (with its source when it was loaded from a file: sinks.shipped); others (defined inside
+        # functions) travel by value.
+        by_source = reduce_by_source(self)
+        if by_source is not None:
+            return by_source
         module = sys.modules.get(self.fn.__module__)
         if module is not None and getattr(module, self.fn.__qualname__, None) is self:
             return self.fn.__qualname__
