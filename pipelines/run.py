@@ -78,7 +78,7 @@ def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOp
         return pipeline_options(beam_args, args.runner, streaming=True), args.input, None
     if args.follow:
         # Real-time timers on a local runner need the BundleBasedDirectRunner (with its clock).
-        live = ReadDirectory(args.input, stop_after=args.stop_after)
+        live = ReadDirectory(args.input, stop_after=args.stop_after, raw=args.resolver is not None)
         options = pipeline_options(beam_args, args.runner or LOCAL_STREAMING_RUNNER, streaming=False)
         return options, f"files arriving in {args.input}", live
     files = check_input(args.input, args.input_format)
@@ -91,7 +91,10 @@ def _read(pipeline: beam.Pipeline, args: argparse.Namespace, live: Optional[Read
     if live is None and not is_stream_url(args.input):
         read = pipeline | "ReadUpdates" >> ReadUpdates(args.input, args.input_format, raw=raw)
         return read.updates, [read[DEAD_LETTERS]]
-    messages = pipeline | ("WatchDirectory" >> live if live is not None else "ReadStream" >> read_stream(args.input))
+    if live is not None:
+        watched = pipeline | "WatchDirectory" >> live
+        return watched.updates, [watched[DEAD_LETTERS]]
+    messages = pipeline | "ReadStream" >> read_stream(args.input)
     if raw:
         return messages, []
     parsed = messages | "ParseJson" >> beam.Map(json_record).with_outputs(DEAD_LETTERS, main="updates")
@@ -125,6 +128,8 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
     finally:
         if live is not None:
             live.stop()
+    if live is not None and str(state).endswith("DONE"):
+        live.commit()   # every output of the files read is committed: mark them done
     elapsed = time.monotonic() - started
     print(summary_table(result, settings.sink_names))
     if options.view_as(StandardOptions).runner in ("BundleBasedDirectRunner", "DirectRunner"):
