@@ -183,12 +183,13 @@ def test_fnapi_runner_with_two_worker_processes(job, fresh_postgres, tmp_path):
     assert_same_as_reference(job, outcome)
 
 
-def test_prism(job, fresh_postgres, tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--streaming"]], ids=["batch", "streaming"])
+def test_prism(job, fresh_postgres, tmp_path, mode):
     if not PRISM.is_file():
         message = f"no Prism binary at {PRISM} (tests/services.sh installs it)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}; CI=true requires it", pytrace=False)
         pytest.skip(message)
     outcome = run(job.definitions, job.updates, fresh_postgres, tmp_path,
-                  "--runner", "PrismRunner", "--prism_location", str(PRISM))
+                  "--runner", "PrismRunner", "--prism_location", str(PRISM), *mode)
     assert_same_as_reference(job, outcome)

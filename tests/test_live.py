@@ -155,3 +155,14 @@ def test_a_killed_run_leaves_its_files_to_be_read_again(tmp_path, sample):
     records, aggregates = _counts(db)
     assert aggregates == 40 and records >= 40
     assert sorted(os.listdir(watched)) == ["STOP", "bank.jsonl.done"]
+
+
+def test_follow_refuses_a_runner_that_would_not_read_the_directory(tmp_path, capsys):
+    """Prism and the portable runners replay only a TestStream's built-in events: with the directory's
+    event service they read nothing and report success (measured on Prism: 0 of 856 records)."""
+    from pipelines.__main__ import main
+    code = main(["run", "--definitions", BANK, "--input", str(tmp_path), "--follow", "--runner", "PrismRunner",
+                 "--database-url", f"sqlite:///{tmp_path / 'out.db'}", "--dead-letters", str(tmp_path / "dl")])
+    assert code == 2
+    assert "--follow runs on the DirectRunner only (--runner BundleBasedDirectRunner), not PrismRunner" in \
+        capsys.readouterr().err
