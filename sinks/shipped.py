@@ -68,8 +68,12 @@ def reduce_by_source(obj: Any) -> Optional[Tuple[Callable[..., Any], Tuple[Any, 
     if source is None:
         return None
     module = sys.modules.get(source.name)
-    if module is None or _lookup(module, obj.__qualname__) is not obj:
-        return None   # not reachable by name (defined in a function): the pickler copies it by value
+    try:
+        reachable = module is not None and _lookup(module, obj.__qualname__) is obj
+    except Exception:   # noqa: BLE001 - any failure to look it up means "not reachable by name"
+        reachable = False
+    if not reachable:
+        return None   # defined in a function, or replaced: the pickler copies it by value as before
     return _attribute, (source, obj.__qualname__)
 
 

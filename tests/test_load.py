@@ -156,3 +156,14 @@ def test_definitions_from_a_file_reach_a_process_that_cannot_import_it(tmp_path)
                           cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().split() == ["4.0", "stored", "Sink", "prices"]
+
+
+def test_a_sink_made_inside_a_function_of_a_file_still_pickles_by_value(tmp_path):
+    from apache_beam.internal import pickler
+    text = GOOD + ("\n\ndef make():\n    @sink(name='inner')\n    def inner(item_id: Item.id):\n"
+                   "        return item_id\n    return inner\n")
+    path = tmp_path / "inner_defs.py"
+    path.write_text(text)
+    sinks.load(path)
+    inner = sys.modules["inner_defs"].make()
+    assert pickler.loads(pickler.dumps(inner))("i9") == "i9"
