@@ -122,12 +122,22 @@ class Price(Base):
 @sink(integration=SQLiteSource())
 def stored(item_id: Item.id, price: Item.price) -> Price:
     return Price(item_id=item_id, price=price)
+
+
+from sinks import stream
+
+
+@stream(source="items")
+def item_events(message: dict):
+    return Item(id=message["id"], price=message["cents"] / 100)
 """
 
 WORKER = """\
 import sys
 from apache_beam.internal import pickler
-stored, priced, feature, model = pickler.loads(sys.stdin.buffer.read())
+stored, priced, feature, model, resolver = pickler.loads(sys.stdin.buffer.read())
+update = resolver(resolver.message(b'{"id": "i2", "cents": 250}'))
+assert type(update) is stored.spec.root and update.price == 2.5, update
 row = stored("i1", 2.5)
 assert type(row) is model and row.price == 2.5, row
 assert feature.owner is stored.spec.root and feature.name == "price"
@@ -137,7 +147,7 @@ print(priced("i1", 4.0), stored.spec.name, type(stored).__name__, model.__table_
 
 
 def test_definitions_from_a_file_reach_a_process_that_cannot_import_it(tmp_path):
-    """What a worker does: unpickle sinks, features and models of a file that is not on its path."""
+    """What a worker does: unpickle sinks, features, models and resolvers of a file not on its path."""
     import os
     import subprocess
     from pathlib import Path
@@ -149,7 +159,8 @@ def test_definitions_from_a_file_reach_a_process_that_cannot_import_it(tmp_path)
     path.write_text(MODEL_DEFS)
     registry = sinks.load(path)
     stored = registry.sink("stored")
-    payload = pickler.dumps((stored, registry.sink("priced"), stored.spec.root.price, stored.spec.output_model))
+    payload = pickler.dumps((stored, registry.sink("priced"), stored.spec.root.price, stored.spec.output_model,
+                             registry.resolver("item_events")))
     project = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": project}
     done = subprocess.run([sys.executable, "-c", WORKER], input=payload, capture_output=True, env=env,
