@@ -8,9 +8,9 @@ directory gained since the last look (in name order), and sends those records, t
 processing time that passed and the watermark (the wall clock). So ``debounce`` and
 ``max_delay`` timers fire in real time, and sinks fire while files keep arriving.
 
-- Only complete lines are read; a file written in place is read again at each poll
-  until it has stopped changing for ``settle`` seconds (then a last line without a
-  newline counts too).
+- Only complete lines are read; a file written in place is read again at each poll,
+  and is complete once it has not changed for ``settle`` seconds. A last line without
+  a newline is read when the stream ends, if its file did not change in the last poll.
 - Records travel in events of at most ``EVENT_BYTES``: the runner reads the service
   over gRPC, whose messages stop at 4 MiB (a larger one ends the stream, silently).
   A single line longer than ``MAX_LINE_BYTES`` becomes a dead letter.
@@ -124,15 +124,14 @@ class DirectoryEvents:
     def read_new_lines(self, final: bool = False) -> List[LiveRecord]:
         """The complete lines the watched files gained since the last call, in file name order.
 
-        A file that has not changed for ``settle`` seconds (or, with ``final``, since the last
-        call) is complete: its last line counts without a newline, and it is not read again."""
+        A file read to its end that has not changed for ``settle`` seconds is complete (done once
+        the run commits), until it changes again. With ``final`` (the stream ends), a file unchanged
+        since the last call is complete, and its last line counts without a newline."""
         records: List[LiveRecord] = []
         names = sorted(name for name in os.listdir(self.directory) if name.endswith(".jsonl"))
         for name in names:
             path = os.path.join(self.directory, name)
-            progress = self.files.setdefault(path, _FileProgress())
-            if not progress.complete:
-                records.extend(self._read_file(path, progress, final))
+            records.extend(self._read_file(path, self.files.setdefault(path, _FileProgress()), final))
         return records
 
     def _read_file(self, path: str, progress: _FileProgress, final: bool) -> List[LiveRecord]:
@@ -145,12 +144,13 @@ class DirectoryEvents:
             print(f"--follow: cannot read {path} yet: {error}", file=sys.stderr)
             return []
         now = time.monotonic()
-        if (status.st_size, status.st_mtime_ns) != (progress.size, progress.mtime_ns):
+        changed = (status.st_size, status.st_mtime_ns) != (progress.size, progress.mtime_ns)
+        if changed:
             progress.size, progress.mtime_ns, progress.changed_at = status.st_size, status.st_mtime_ns, now
-            stable = False
-        else:
-            stable = final or now - progress.changed_at >= self.settle
-        end = len(data) if stable else data.rfind(b"\n") + 1
+        stable = not changed and (final or now - progress.changed_at >= self.settle)
+        # A last line without a newline may still be being written: it is read only when the
+        # stream ends, and only if the file did not change since the previous look.
+        end = len(data) if final and stable else data.rfind(b"\n") + 1
         records = []
         for raw in data[:end].splitlines():
             progress.lines += 1

@@ -74,11 +74,24 @@ def test_a_file_written_in_place_is_read_in_complete_lines_until_it_is_stable(tm
         assert read() == [(3, 3), (5, 4)]
     assert events.complete_files() == []                  # still changing (or may be): read again later
     final = [(r.line, json.loads(r.data)["n"]) for r in events.read_new_lines(final=True)]
-    assert final == [(6, 5)]                              # stable: the last line counts without newline
+    assert final == [(6, 5)]                              # the stream ends: the last line counts without newline
     assert events.complete_files() == [str(path)]
+
+
+def test_a_file_that_grows_after_it_looked_complete_is_read_on(tmp_path):
+    path = tmp_path / "updates.jsonl"
+    events = DirectoryEvents(str(tmp_path), settle=0)
+    path.write_text('{"n": 1}\n{"n": 2}')
+    assert [r.line for r in events.read_new_lines()] == [1]
+    assert events.read_new_lines() == [] and events.complete_files() == []   # no newline: not the end
     with open(path, "a") as handle:
-        handle.write('\n{"n": 6}\n')
-    assert events.read_new_lines(final=True) == []        # a complete file is not read again
+        handle.write('\n{"n": 3}\n')
+    assert [r.line for r in events.read_new_lines()] == [2, 3]
+    assert events.read_new_lines() == [] and events.complete_files() == [str(path)]
+    with open(path, "a") as handle:
+        handle.write('{"n": 4}\n')
+    assert [(r.line, r.data) for r in events.read_new_lines()] == [(4, b'{"n": 4}')]
+    assert events.complete_files() == []
 
 
 def _start(watched: Path, db: Path, tmp_path: Path) -> subprocess.Popen:
