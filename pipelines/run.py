@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines import progress
 from pipelines.build import JobSettings, build_job, source_from_url
 from pipelines.errors import CommandError
-from pipelines.live import ReadDirectory
+from pipelines.live import LIVE_RUNNERS, ReadDirectory
 from pipelines.live_clock import LiveClock
 from pipelines.options import SinkOptions, check_url, write_retry
 from pipelines.sources import ReadUpdates, check_input, is_stream_url, json_record, read_stream
@@ -88,9 +88,14 @@ def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOp
     if args.follow:
         # Real-time timers on a local runner need the BundleBasedDirectRunner (with its clock).
         options = pipeline_options(beam_args, args.runner or LOCAL_STREAMING_RUNNER, streaming=False)
+        runner = options.view_as(StandardOptions).runner
+        if runner.rsplit(".", 1)[-1] not in LIVE_RUNNERS:
+            raise CommandError(f"--follow runs on the DirectRunner only (--runner {LOCAL_STREAMING_RUNNER}), "
+                               f"not {runner}: that runner would not read the directory")
         if not os.path.isdir(args.input):
             raise CommandError(f"--input {args.input}: with --follow, a directory to watch")
-        return options, f"files arriving in {args.input}", ReadDirectory(args.input, stop_after=args.stop_after)
+        return options, f"files arriving in {args.input}", ReadDirectory(
+            args.input, stop_after=args.stop_after, raw=args.resolver is not None)
     files = check_input(args.input, args.input_format)
     return pipeline_options(beam_args, args.runner, args.streaming), f"{files} file(s)", None
 
@@ -101,7 +106,10 @@ def _read(pipeline: beam.Pipeline, args: argparse.Namespace, live: Optional[Read
     if live is None and not is_stream_url(args.input):
         read = pipeline | "ReadUpdates" >> ReadUpdates(args.input, args.input_format, raw=raw)
         return read.updates, [read[DEAD_LETTERS]]
-    messages = pipeline | ("WatchDirectory" >> live if live is not None else "ReadStream" >> read_stream(args.input))
+    if live is not None:
+        watched = pipeline | "WatchDirectory" >> live
+        return watched.updates, [watched[DEAD_LETTERS]]
+    messages = pipeline | "ReadStream" >> read_stream(args.input)
     if raw:
         return messages, []
     parsed = messages | "ParseJson" >> beam.Map(json_record).with_outputs(DEAD_LETTERS, main="updates")
@@ -143,21 +151,26 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
         pipeline = beam.Pipeline(options=options)
     except ValueError as error:   # Beam refuses the runner it was asked for
         raise CommandError(f"--runner: {str(error).splitlines()[0]}") from None
-    records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
-    if progress.wanted():
-        total = None if is_live else progress.records_in(args.input, args.input_format)
-        records = records | "Progress" >> beam.ParDo(progress.ShowProgress(total))
-    if resolver is not None:
-        resolved = records | ResolveMessages(resolver)
-        records = resolved.updates
-        dead_letters.append(resolved[DEAD_LETTERS])
     try:
-        build_job(records, registry, settings, extra_dead_letters=dead_letters)
-    except SchemaMismatchError as error:
-        raise CommandError(str(error).replace("pass create_tables=True", "pass --create-tables")) from error
-    except sqlalchemy.exc.DBAPIError as error:
-        first = str(error.orig if error.orig is not None else error).strip().splitlines()
-        raise CommandError(f"cannot use the database: {first[0] if first else type(error).__name__}") from error
+        records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
+        if progress.wanted():
+            total = None if is_live else progress.records_in(args.input, args.input_format)
+            records = records | "Progress" >> beam.ParDo(progress.ShowProgress(total))
+        if resolver is not None:
+            resolved = records | ResolveMessages(resolver)
+            records = resolved.updates
+            dead_letters.append(resolved[DEAD_LETTERS])
+        try:
+            build_job(records, registry, settings, extra_dead_letters=dead_letters)
+        except SchemaMismatchError as error:
+            raise CommandError(str(error).replace("pass create_tables=True", "pass --create-tables")) from error
+        except sqlalchemy.exc.DBAPIError as error:
+            first = str(error.orig if error.orig is not None else error).strip().splitlines()
+            raise CommandError(f"cannot use the database: {first[0] if first else type(error).__name__}") from error
+    except BaseException:
+        if live is not None:
+            live.stop()   # it listens for SIGTERM/SIGINT from the moment it is built
+        raise
     print(f"running {len(chosen)} sink(s) on {where} with {options.view_as(StandardOptions).runner}",
           file=sys.stderr)
     started = time.monotonic()
@@ -173,6 +186,8 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
             live.stop()
         if clock is not None:
             clock.release()
+    if live is not None and str(state).endswith("DONE"):
+        live.commit()   # every output of the files read is committed: mark them done
     elapsed = time.monotonic() - started
     print(summary_table(result, settings.sink_names))
     stored = _rows_stored(chosen, settings)

@@ -33,6 +33,7 @@ from sinks.features import Ref, _unwrap, windows_of, as_feature, info, is_featur
 from sinks.filters import Filter
 from sinks.integrations import SQLSource
 from sinks.values import literal_error, type_name as _type_name
+from sinks.shipped import reduce_by_source
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,12 @@ class DecoratedFunction:
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> Any:
-        # A module-level function pickles as a reference, so workers import the user's module;
-        # others (defined inside functions) travel by value.
+        # A module-level function pickles as a reference, so workers import the user's module
+        # (with its source when it was loaded from a file: sinks.shipped); others (defined inside
+        # functions) travel by value.
+        by_source = reduce_by_source(self)
+        if by_source is not None:
+            return by_source
         module = sys.modules.get(self.fn.__module__)
         if module is not None and getattr(module, self.fn.__qualname__, None) is self:
             return self.fn.__qualname__
