@@ -16,7 +16,7 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Opti
 
 import pyarrow as pa
 
-from sinks.features import Ref
+from sinks.features import Ref, info
 from sinks.filters import And, Comparison, Filter, IsIn, Not, Or, TimeWindow
 
 Column = Union[Ref, str]
@@ -382,6 +382,34 @@ class DataFrame:
 
     def _known(self) -> List[Any]:
         return [v for v in self._single()[1] if v is not None]
+
+
+_RELATED: Dict[Ref, Tuple[List[str], List[Any], List[str], Optional[str]]] = {}
+
+
+def related_frame(rows: Sequence[Mapping[str, Any]], ref: Ref, now: datetime) -> DataFrame:
+    """The ``DataFrame`` a sink parameter annotated ``ref`` (a has-many relation, perhaps with
+    filters and a projection) receives for ``rows`` of the related class (keyed by feature
+    name, timestamps as µs since the epoch): every scalar feature of that class, filtered
+    (windows ending at ``now``) and projected as ``ref`` says."""
+    plan = _RELATED.get(ref)
+    if plan is None:
+        related = info(ref.leaf.related)
+        names, types = schema_of(related.scalars)
+        time = related.feature_time
+        plan = (names, types, [f.name for f in related.scalars], None if time is None else column_name(time))
+        if len(_RELATED) < _MAX_CACHED:
+            _RELATED[ref] = plan
+    names, types, attrs, time_column = plan
+    frame = DataFrame.__new__(DataFrame)
+    frame.time_column, frame.now, frame._arrow = time_column, now, None
+    frame._names, frame._types, frame._length = names, types, len(rows)
+    frame._data = {name: [row.get(attr) for row in rows] for name, attr in zip(names, attrs)}
+    if ref.filters:
+        frame = frame.filter(*ref.filters)
+    if ref.projection:
+        frame = frame[ref.projection]
+    return frame
 
 
 class Aggregation:
