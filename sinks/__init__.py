@@ -2,7 +2,7 @@
 
     from sinks import features, Primary, FeatureTime, DataFrame, after, sink, PostgreSQLSource
 """
-from sinks.dataframe import DataFrame
+from sinks.dataframe import DataFrame, op
 from sinks.durations import parse_duration
 from sinks.errors import DefinitionError, FeatureNotFoundError
 from sinks.features import (
@@ -20,5 +20,5 @@ __all__ = [
     "DataFrame", "DefinitionError", "Feature", "FeatureNotFoundError", "FeatureTime", "Features",
     "MySQLSource", "PostgreSQLSource", "Primary", "Ref", "Registry", "SQLSource", "SQLiteFileSource",
     "SQLiteInMemorySource", "SQLiteSource", "Sink", "SinkInput", "SinkSpec", "StreamResolver", "after",
-    "before", "feature", "features", "has_many", "has_one", "load", "parse_duration", "sink", "stream",
+    "before", "feature", "features", "has_many", "has_one", "load", "op", "parse_duration", "sink", "stream",
 ]
