@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = "postgresql+psycopg2://root@127.0.0.1:5432/test"
@@ -183,31 +183,35 @@ class Writer:
         self.connection.close()
 
 
-def run_handwritten(path: str, url: str) -> None:
+def consume(updates: Iterable[Dict[str, Any]], url: str) -> None:
+    """The hand-written consumer over ``updates``, writing to ``url`` (PostgreSQL)."""
     writer = Writer(dsn_of(url))
     states: Dict[str, UserState] = {}
     records: List[tuple] = []
     aggregates: Dict[str, tuple] = {}
     pending = 0
-    with open(path) as lines:
-        for line in lines:
-            update = json.loads(line)
-            uid = user_of(update)
-            state = states.get(uid)
-            if state is None:
-                state = states[uid] = UserState()
-            for kind, row in apply(state, uid, update):
-                if kind == "record":
-                    records.append(row)
-                    writer.notify(row)
-                else:
-                    aggregates[uid] = row
-            pending += 1
-            if pending >= FLUSH_EVERY:
-                writer.write(records, aggregates)
-                records, aggregates, pending = [], {}, 0
+    for update in updates:
+        uid = user_of(update)
+        state = states.get(uid)
+        if state is None:
+            state = states[uid] = UserState()
+        for kind, row in apply(state, uid, update):
+            if kind == "record":
+                records.append(row)
+                writer.notify(row)
+            else:
+                aggregates[uid] = row
+        pending += 1
+        if pending >= FLUSH_EVERY:
+            writer.write(records, aggregates)
+            records, aggregates, pending = [], {}, 0
     writer.write(records, aggregates)
     writer.close()
+
+
+def run_handwritten(path: str, url: str) -> None:
+    with open(path) as lines:
+        consume(map(json.loads, lines), url)
 
 
 # ---------------------------------------------------------------- the bank job on Bytewax

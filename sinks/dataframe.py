@@ -300,8 +300,8 @@ class DataFrame:
             if not isinstance(aggregation, Aggregation):
                 raise TypeError(f"group_by: agg[{column_name(out)!r}] must be op.sum(...), op.count(...), ...; "
                                 f"got {aggregation!r}")
-            values = self._values(self._column(aggregation.column)) if aggregation.column is not None else None
-            data[column_name(out)] = [aggregation.of(self, values, rows) for rows in groups.values()]
+            column = self._values(self._column(aggregation.column)) if aggregation.column is not None else None
+            data[column_name(out)] = [aggregation.of(column, rows) for rows in groups.values()]
         return DataFrame(data)
 
     # ------------------------------------------------------------------ exports
@@ -418,7 +418,8 @@ class Aggregation:
     def __init__(self, name: str, column: Optional[Column]) -> None:
         self.name, self.column = name, column
 
-    def of(self, frame: DataFrame, values: Optional[List[Any]], rows: List[int]) -> Any:
+    def of(self, values: Optional[List[Any]], rows: List[int]) -> Any:
+        """This aggregation of ``values`` (a column, None for ``op.count()``) at ``rows``."""
         if self.name == "count":
             return len(rows)
         assert values is not None

@@ -136,7 +136,8 @@ def test_shape_columns_is_empty_item(frame, Transfer):
 
 def test_from_dict_and_from_list(Transfer):
     by_columns = DataFrame.from_dict({Transfer.id: ["a", "b"], "transfer.amount": [1.0, 2.5]})
-    by_rows = DataFrame.from_list([{Transfer.id: "a", Transfer.amount: 1.0}, {"transfer.id": "b", "transfer.amount": 2.5}])
+    by_rows = DataFrame.from_list([{Transfer.id: "a", Transfer.amount: 1.0},
+                                   {"transfer.id": "b", "transfer.amount": 2.5}])
     assert by_columns.to_pylist() == by_rows.to_pylist() == [
         {"transfer.id": "a", "transfer.amount": 1.0}, {"transfer.id": "b", "transfer.amount": 2.5}]
     assert DataFrame({Transfer.amount: [1.0, 2.0]})[Transfer.amount].sum() == 3.0
