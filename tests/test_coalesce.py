@@ -53,3 +53,12 @@ def test_other_sinks_get_every_update():
     result = pipeline.run()
     result.wait_until_finish()
     assert counter(result, "sinks.echo", "calls") == 5
+
+
+def test_holds_at_most_max_held_entities():
+    updates = [("u1", "a"), ("u2", "b"), ("u1", "c"), ("u3", "d"), ("u1", "e"), ("u3", "f")]
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    out = pipeline | beam.Create(updates) | beam.ParDo(LatestPerEntity("test", max_held=2))
+    # u3 arriving passes on u1's "c" (held longest); u1 is then held anew, and so on.
+    assert_that(out, equal_to([("u1", "c"), ("u2", "b"), ("u1", "e"), ("u3", "f")]))
+    pipeline.run().wait_until_finish()

@@ -19,24 +19,30 @@ from transforms.dead_letters import DEAD_LETTERS
 from transforms.sql import WRITTEN, WriteRetry, WriteToSQL
 
 
+# Entities whose latest update LatestPerEntity holds at most (each with its inputs).
+MAX_HELD = 10_000
+
+
 class LatestPerEntity(beam.DoFn):
     """Passes on, at the end of each bundle, only each entity's last update of that bundle
     (the latest by timestamp, the entity's clock; of equal ones, the last to arrive).
 
     For a per-row upsert sink: each call's row replaces the entity's row, so only the last
     call of a bundle shows in the table, and the calls before it are work the table never
-    keeps (what Kafka Streams' record cache does for a table). Keys that cannot be hashed
-    pass straight on.
+    keeps (what Kafka Streams' record cache does for a table). It holds at most ``max_held``
+    entities: one more passes on the update held longest. Keys that cannot be hashed pass
+    straight on.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_held: int = MAX_HELD) -> None:
         self.coalesced = Metrics.counter(f"sinks.{name}", "coalesced")
+        self.max_held = max_held
 
     def start_bundle(self) -> None:
         self._latest: Dict[Any, Tuple[Tuple[Any, Any], Any, Any]] = {}
 
     def process(self, element: Tuple[Any, Any], timestamp: Any = beam.DoFn.TimestampParam,
-                window: Any = beam.DoFn.WindowParam) -> Iterable[Tuple[Any, Any]]:
+                window: Any = beam.DoFn.WindowParam) -> Iterable[Any]:
         try:
             held = self._latest.get(element[0])
         except TypeError:
@@ -46,6 +52,10 @@ class LatestPerEntity(beam.DoFn):
             self.coalesced.inc()
             if timestamp < held[1]:
                 return
+        elif len(self._latest) >= self.max_held:
+            oldest = next(iter(self._latest))
+            passed, passed_at, passed_in = self._latest.pop(oldest)
+            yield WindowedValue(passed, passed_at, (passed_in,))
         self._latest[element[0]] = (element, timestamp, window)
 
     def finish_bundle(self) -> Iterable[WindowedValue]:
@@ -87,7 +97,7 @@ class DeliverSink(beam.PTransform):
     def expand(self, updates: beam.PCollection) -> Dict[str, beam.PCollection]:
         spec = self.sink.spec
         if spec.upsert and not spec.is_batch:
-            updates = updates | "LatestPerEntity" >> beam.ParDo(LatestPerEntity(spec.name))
+            updates = updates | "LatestPerEntity" >> beam.ParDo(LatestPerEntity(spec.name, MAX_HELD))
         called = updates | self.call
         if self.integration is None:
             return {RESULTS: called[RESULTS], DEAD_LETTERS: called[DEAD_LETTERS]}
