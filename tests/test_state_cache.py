@@ -59,3 +59,21 @@ def test_other_values_are_weighed_by_beam():
 def test_shared_objects_count_once():
     shared = b"s" * 1000
     assert state_cache.plain_size([shared, shared]) == sys.getsizeof([shared, shared]) + sys.getsizeof(shared)
+
+
+def test_a_worker_that_unpickles_a_dofn_gets_it(tmp_path):
+    """A remote worker imports nothing of the project until it unpickles a DoFn."""
+    import subprocess
+
+    from apache_beam.internal import pickler
+
+    from transforms.deliver import LatestPerEntity
+    blob = tmp_path / "dofn"
+    blob.write_bytes(pickler.dumps(LatestPerEntity("s")))
+    script = ("import sys\nfrom apache_beam.internal import pickler\n"
+              "from apache_beam.runners.worker import statecache\n"
+              "before = statecache.get_deep_size.__module__\n"
+              f"pickler.loads(open({str(blob)!r}, 'rb').read())\n"
+              "print(before, statecache.get_deep_size.__module__)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["apache_beam.runners.worker.statecache", "transforms.state_cache"], done.stderr
