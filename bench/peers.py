@@ -344,10 +344,11 @@ def main() -> None:
     if "bytewax" in args.only:
         ensure_bytewax()
     import psycopg2
+    from psycopg2 import sql
     database = f"bench_{secrets.token_hex(4)}"
     admin = psycopg2.connect(dsn_of(args.server))
     admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{database}"')   # a generated identifier, not user input
+    admin.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     url = args.server.rsplit("/", 1)[0] + "/" + database
     dsn = dsn_of(url)
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -384,7 +385,7 @@ def main() -> None:
                               f"updates/s, peak RSS {rss:,.0f} MB (tables equal)", file=sys.stderr, flush=True)
     finally:
         reset(dsn)
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{database}"')
+        admin.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
         admin.close()
     for (name, entities), (seconds, rss) in best.items():
         print(f"{name}_updates_per_s_{entities}: {counts[entities] / seconds:.0f}")

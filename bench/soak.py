@@ -65,18 +65,19 @@ def one_handwritten(count: int, url: str) -> None:
 def handwritten_rate(count: int, server: str) -> float:
     """Updates/s of the hand-written consumer over the same stream, in a database of its own."""
     import psycopg2
+    from psycopg2 import sql
 
     from bench.peers import dsn_of
     database = f"bench_{secrets.token_hex(4)}"
     admin = psycopg2.connect(dsn_of(server))
     admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{database}"')   # a generated identifier, not user input
+    admin.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     try:
         url = server.rsplit("/", 1)[0] + "/" + database
         output = subprocess.run([sys.executable, __file__, "--database-url", url, "--handwritten", str(count)],
                                 check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{database}"')
+        admin.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
         admin.close()
     return float(output.split()[1])
 
