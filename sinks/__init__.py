@@ -2,7 +2,7 @@
 
     from sinks import features, Primary, FeatureTime, DataFrame, after, sink, PostgreSQLSource
 """
-from sinks.dataframe import DataFrame
+from sinks.dataframe import DataFrame, op
 from sinks.durations import parse_duration
 from sinks.errors import DefinitionError, FeatureNotFoundError
 from sinks.features import Feature, Features, FeatureTime, Primary, Ref, features, has_many, has_one
@@ -20,7 +20,7 @@ from sinks.stream import StreamResolver, stream
 __all__ = [
     "after", "before", "BigQuerySource", "ClickhouseSource", "CloudSQLSource", "DatabricksSource",
     "DataFrame", "DefinitionError", "Feature", "feature", "FeatureNotFoundError", "features", "Features",
-    "FeatureTime", "has_many", "has_one", "load", "MSSQLSource", "MySQLSource", "parse_duration",
+    "FeatureTime", "has_many", "has_one", "load", "MSSQLSource", "MySQLSource", "op", "parse_duration",
     "PostgreSQLSource", "Primary", "RedshiftSource", "Ref", "Registry", "Sink", "sink", "SinkInput",
     "SinkSpec", "SnowflakeSource", "SQLiteFileSource", "SQLiteInMemorySource", "SQLiteSource", "SQLSource",
     "stream", "StreamResolver", "TrinoSource",

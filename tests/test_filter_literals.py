@@ -54,11 +54,12 @@ def _load(tmp_path, condition, name):
     ('after(days_ago=1, index=Transfer.amount)', "measures Transfer.amount, which is float; index= must be"),
 ])
 def test_a_literal_of_the_wrong_type_is_refused_at_decoration(tmp_path, condition, shown):
+    module = f"literal_defs_bad_{abs(hash(condition))}"   # one module name per case: each loads as itself
     with pytest.raises(DefinitionError) as raised:
-        _load(tmp_path, condition, "literal_defs_bad")
+        _load(tmp_path, condition, module)
     message = str(raised.value)
-    assert "literal_defs_bad.py:18:" in message
-    assert "sink 'literal_defs_bad.big', parameter 'txns'" in message
+    assert f"{module}.py:18:" in message
+    assert f"sink '{module}.big', parameter 'txns'" in message
     assert shown in message
 
 
