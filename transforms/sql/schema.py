@@ -8,23 +8,19 @@ upsert conflict key the table does not enforce as unique.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import sqlalchemy
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
-from sinks.errors import DefinitionError
+from transforms.sql.errors import SchemaMismatchError
 from transforms.sql.table import TableSpec
 
-
-class SchemaMismatchError(DefinitionError):
-    """A target table that cannot take the rows of its mapped class."""
-
-
 # Type families, most specific first; a mapped family may be written to any in its set.
-_FAMILIES = [
-    ("boolean", types.Boolean), ("integer", types.Integer), ("numeric", types.Numeric),
+# Float is listed beside Numeric: since SQLAlchemy 2.1 it no longer subclasses it.
+_FAMILIES: List[Tuple[str, Any]] = [
+    ("boolean", types.Boolean), ("integer", types.Integer), ("numeric", (types.Numeric, types.Float)),
     ("datetime", types.DateTime), ("date", types.Date), ("time", types.Time),
     ("interval", types.Interval), ("json", types.JSON), ("binary", types._Binary),
     ("uuid", types.Uuid), ("array", types.ARRAY), ("string", types.String),
