@@ -1,6 +1,7 @@
 """The database goes away mid-run and comes back: a TCP proxy cuts every connection and
 refuses new ones, or a throwaway PostgreSQL cluster restarts. Every appended row must be
 there afterwards, and every upserted key must hold its final value."""
+import contextlib
 import json
 import socket
 import threading
@@ -113,20 +114,32 @@ def refused(port):
         return True
 
 
-def test_after_one_batch_gives_up_later_batches_fail_fast_until_the_database_is_back(postgres_url):
+@contextlib.contextmanager
+def writer_through_a_cut(postgres_url, seconds, retry):
+    """An upsert writer of totals, through a proxy that is cut off for ``seconds`` as it is handed
+    over, and the thread that brings the proxy back."""
     url = sa.make_url(postgres_url)
     reset(PostgreSQLSource(url=postgres_url), Total)
     proxy = TcpProxy(url.host, url.port or 5432)
     integration = PostgreSQLSource(url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
-    writer = SQLWriter(integration, TableSpec(Total), upsert=True,
-                       retry=WriteRetry(base_delay=0.05, max_delay=0.1, deadline=0.5))
+    writer = SQLWriter(integration, TableSpec(Total), upsert=True, retry=retry)
     writer.open()
+    assert writer.write([total(0)]).written == 1
+    cut = threading.Thread(target=proxy.cut, args=(seconds,))
+    cut.start()
+    while not refused(proxy.port):
+        time.sleep(0.01)
     try:
-        assert writer.write([total(0)]).written == 1
-        cut = threading.Thread(target=proxy.cut, args=(4,))
-        cut.start()
-        while not refused(proxy.port):
-            time.sleep(0.01)
+        yield writer, cut
+    finally:
+        cut.join()
+        writer.close()
+        proxy.close()
+
+
+def test_after_one_batch_gives_up_later_batches_fail_fast_until_the_database_is_back(postgres_url):
+    retry = WriteRetry(base_delay=0.05, max_delay=0.1, deadline=0.5)
+    with writer_through_a_cut(postgres_url, 4, retry) as (writer, cut):
         started = time.monotonic()
         gave_up = writer.write([total(1), total(2)])
         assert gave_up.written == 0 and gave_up.retries > 0 and time.monotonic() - started >= 0.4
@@ -140,30 +153,12 @@ def test_after_one_batch_gives_up_later_batches_fail_fast_until_the_database_is_
         cut.join()
         assert writer.write([total(4)]).written == 1  # back: the next outage is retried again
         assert not writer.write([total(5)]).failed
-    finally:
-        writer.close()
-        proxy.close()
 
 
 def test_deadline_zero_retries_for_as_long_as_the_database_is_away(postgres_url):
-    url = sa.make_url(postgres_url)
-    reset(PostgreSQLSource(url=postgres_url), Total)
-    proxy = TcpProxy(url.host, url.port or 5432)
-    integration = PostgreSQLSource(url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
-    writer = SQLWriter(integration, TableSpec(Total), upsert=True,
-                       retry=WriteRetry(base_delay=0.05, max_delay=0.2, deadline=0))
-    writer.open()
-    try:
-        cut = threading.Thread(target=proxy.cut, args=(2,))
-        cut.start()
-        while not refused(proxy.port):
-            time.sleep(0.01)
+    with writer_through_a_cut(postgres_url, 2, WriteRetry(base_delay=0.05, max_delay=0.2, deadline=0)) as (writer, _):
         result = writer.write([total(1)])
         assert (result.written, result.failed) == (1, []) and result.retries > 3
-    finally:
-        cut.join()
-        writer.close()
-        proxy.close()
 
 
 def test_an_outage_dead_letters_rows_with_one_short_reason_and_one_traceback_per_batch():

@@ -30,21 +30,35 @@ def assert_stops_at_once(integration, upsert, match):
     return raised.value
 
 
+def reader(server_url, source, grant, revoke):
+    """A login that may read the totals table and not write it; its URL, then it is dropped."""
+    url = sa.make_url(server_url)
+    name = f"sinks_reader_{uuid.uuid4().hex[:8]}"
+    reset(source(url=server_url), Total)
+    admin = sa.create_engine(url)
+    with admin.begin() as connection:
+        for statement in grant:
+            connection.execute(sa.text(statement.format(name=name, database=url.database)))
+    yield url.set(username=name, password="reader")
+    with admin.begin() as connection:
+        for statement in revoke:
+            connection.execute(sa.text(statement.format(name=name)))
+    admin.dispose()
+
+
 @pytest.fixture
 def postgres_reader(postgres_url):
-    """A role that may read the totals table and not write it."""
-    url = sa.make_url(postgres_url)
-    role = f"sinks_reader_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url)
-    reset(PostgreSQLSource(url=postgres_url), Total)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD 'reader'"))
-        connection.execute(sa.text(f"GRANT SELECT ON sinks_test_totals TO {role}"))
-    yield url.set(username=role, password="reader")
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"DROP OWNED BY {role}"))
-        connection.execute(sa.text(f"DROP ROLE {role}"))
-    admin.dispose()
+    yield from reader(postgres_url, PostgreSQLSource,
+                      ["CREATE ROLE {name} LOGIN PASSWORD 'reader'", "GRANT SELECT ON sinks_test_totals TO {name}"],
+                      ["DROP OWNED BY {name}", "DROP ROLE {name}"])
+
+
+@pytest.fixture
+def mariadb_reader(mysql_url):
+    yield from reader(mysql_url, MySQLSource,
+                      ["CREATE USER '{name}'@'%' IDENTIFIED BY 'reader'",
+                       "GRANT SELECT ON {database}.* TO '{name}'@'%'"],
+                      ["DROP USER '{name}'@'%'"])
 
 
 @pytest.mark.parametrize("upsert", [False, True], ids=["append", "upsert"])
@@ -58,21 +72,6 @@ def test_postgresql_role_without_insert_privilege(postgres_reader, upsert):
 def test_postgresql_refused_login(postgres_reader):
     url = postgres_reader.set(password="wrong").render_as_string(False)
     assert_stops_at_once(PostgreSQLSource(url=url), False, r"password authentication failed")
-
-
-@pytest.fixture
-def mariadb_reader(mysql_url):
-    url = sa.make_url(mysql_url)
-    user = f"sinks_reader_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url)
-    reset(MySQLSource(url=mysql_url), Total)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'reader'"))
-        connection.execute(sa.text(f"GRANT SELECT ON {url.database}.* TO '{user}'@'%'"))
-    yield url.set(username=user, password="reader")
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"DROP USER '{user}'@'%'"))
-    admin.dispose()
 
 
 @pytest.mark.parametrize("upsert", [False, True], ids=["append", "upsert"])
