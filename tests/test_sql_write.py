@@ -332,3 +332,34 @@ def test_float_columns_are_checked_like_every_other_type(database):
         check("CREATE TABLE sinks_test_readings (id INTEGER PRIMARY KEY, value INTEGER, label VARCHAR(20))")
     with pytest.raises(SchemaMismatchError, match=r"column 'label': the table's type (DOUBLE|REAL).* cannot hold"):
         check("CREATE TABLE sinks_test_readings (id INTEGER PRIMARY KEY, value REAL, label DOUBLE PRECISION)")
+
+
+def test_skip_existing_makes_a_rerun_of_appends_add_no_duplicates(database):
+    class LocalBase(DeclarativeBase):
+        pass
+
+    class Entry(LocalBase):
+        """Appended rows with an identity of their own: the input file and line they come from."""
+        __tablename__ = "sinks_test_entries"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        origin: Mapped[str] = mapped_column(sa.String(40), unique=True)
+        amount: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+    reset(database, Entry)
+    entries = [{"origin": f"a.json:{n}", "amount": n} for n in range(300)]
+
+    def run(rows):
+        pipeline = beam.Pipeline(runner=FnApiRunner())
+        written = pipeline | beam.Create(rows) | WriteToSQL(
+            database, Entry, conflict=["origin"], skip_existing=True, batch_size=64, name="entries")
+        assert_that(written[DEAD_LETTERS], equal_to([]))
+        pipeline.run().wait_until_finish()
+
+    run(entries[:120])  # a run killed part-way
+    run(entries)  # the same input again
+    run(entries[5:6] + [{"origin": "a.json:5", "amount": -1}])  # one identity twice in a batch
+    stored = select(database, Entry, "id")
+    assert sorted((r["origin"], r["amount"]) for r in stored) == sorted((e["origin"], e["amount"]) for e in entries)
+    with pytest.raises(SchemaMismatchError, match=r"no primary key or unique constraint on \(amount\)"):
+        beam.Pipeline(runner=FnApiRunner()) | beam.Create([]) | WriteToSQL(
+            database, Entry, conflict=["amount"], skip_existing=True)

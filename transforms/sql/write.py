@@ -45,10 +45,11 @@ class _WriteBatchFn(beam.DoFn):
     """Writes each batch (a list of rows, or a ``(key, rows)`` pair) in one transaction."""
 
     def __init__(self, integration: Database, spec: TableSpec, upsert: bool, retry: RetryPolicy,
-                 name: str) -> None:
+                 name: str, skip_existing: bool) -> None:
         self.integration = integration
         self.spec = spec
         self.upsert = upsert
+        self.skip_existing = skip_existing
         self.retry = retry
         self.name = name
         namespace = f"sinks.{name}"
@@ -59,7 +60,7 @@ class _WriteBatchFn(beam.DoFn):
         self.latency = Metrics.distribution(namespace, "write_latency_ms")
 
     def setup(self) -> None:
-        self.writer = SQLWriter(self.integration, self.spec, self.upsert, self.retry, self.name)
+        self.writer = SQLWriter(self.integration, self.spec, self.upsert, self.retry, self.name, self.skip_existing)
         self.writer.open()
         # A batch is written on this thread while Beam makes the next one: the database's share
         # of the work overlaps Beam's. A single thread keeps the batches in order.
@@ -131,16 +132,19 @@ class WriteBatchesToSQL(beam.PTransform):
     def __init__(self, integration: Database, model: Any, upsert: bool = False,
                  conflict: Union[None, str, Sequence[str]] = None, create_tables: Optional[bool] = None,
                  validate: bool = True, retry: RetryPolicy = WriteRetry(), name: Optional[str] = None,
-                 keyed: bool = False, version: Optional[str] = None) -> None:
+                 keyed: bool = False, version: Optional[str] = None, skip_existing: bool = False) -> None:
         self.spec = TableSpec(model, conflict, version)
         self.sink_name = name or self.spec.name
         super().__init__(f"WriteBatchesToSQL({self.sink_name})")
+        if upsert and skip_existing:
+            raise ValueError(f"sink {self.sink_name!r}: upsert replaces stored rows and skip_existing keeps them")
         dialect = dialect_for(integration.url.get_backend_name())
-        if upsert and not dialect.upserts:
-            raise NotImplementedError(
-                f"sink {self.sink_name!r}: upsert is not supported on {integration.url.get_backend_name()}")
+        if (upsert or skip_existing) and not dialect.upserts:
+            raise NotImplementedError(f"sink {self.sink_name!r}: {'upsert' if upsert else 'skip_existing'} "
+                                      f"is not supported on {integration.url.get_backend_name()}")
         self.integration = integration
         self.upsert = upsert
+        self.skip_existing = skip_existing
         self.create_tables = dialect.create_tables if create_tables is None else create_tables
         self.validate = validate
         self.retry = retry
@@ -151,14 +155,15 @@ class WriteBatchesToSQL(beam.PTransform):
             self._prepare()
         write_fn = _ShardWriteBatchFn if self.keyed else _WriteBatchFn
         return batches | "Write" >> beam.ParDo(
-            write_fn(self.integration, self.spec, self.upsert, self.retry, self.sink_name)
+            write_fn(self.integration, self.spec, self.upsert, self.retry, self.sink_name, self.skip_existing)
         ).with_outputs(DEAD_LETTERS, main=WRITTEN)
 
     def _prepare(self) -> None:
         """Create and check the table now, while the pipeline is built: before any data moves."""
         engine = self.integration.create_engine()
         try:
-            prepare_table(engine, self.spec, self.sink_name, self.create_tables, self.upsert)
+            prepare_table(engine, self.spec, self.sink_name, self.create_tables,
+                          keyed=self.upsert or self.skip_existing)
         finally:
             engine.dispose()
 
@@ -186,6 +191,10 @@ class WriteToSQL(beam.PTransform):
       retry: how transient failures are retried (:class:`WriteRetry`'s defaults: for
         up to 300 s; ``deadline=0`` retries for as long as the database is away).
       name: the sink's name, for metrics (``sinks.<name>``) and dead letters.
+      skip_existing: append only rows whose conflict key the table does not hold
+        yet (``ON CONFLICT DO NOTHING``): given rows with a deterministic identity
+        (an input file and offset, an entity and its event sequence) as a unique
+        key, a rerun or a retried bundle adds no duplicates.
       version: (upsert) the column that orders a key's versions, such as the entity's
         event time; a row is never replaced by one with a lower version, whatever
         order rows arrive in (see :class:`~transforms.sql.table.TableSpec`).
@@ -203,9 +212,9 @@ class WriteToSQL(beam.PTransform):
                  conflict: Union[None, str, Sequence[str]] = None, batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
                  num_shards: int = DEFAULT_WRITE_SHARDS, create_tables: Optional[bool] = None,
                  validate: bool = True, retry: RetryPolicy = WriteRetry(), name: Optional[str] = None,
-                 version: Optional[str] = None) -> None:
+                 version: Optional[str] = None, skip_existing: bool = False) -> None:
         self.write = WriteBatchesToSQL(integration, model, upsert, conflict, create_tables, validate, retry, name,
-                                       keyed=upsert, version=version)
+                                       keyed=upsert, version=version, skip_existing=skip_existing)
         super().__init__(f"WriteToSQL({self.write.sink_name})")
         if batch_size < 1 or num_shards < 1:
             raise ValueError("batch_size and num_shards must be positive")

@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Protocol, Sequence, Tuple
 from sqlalchemy.engine import URL, Engine
 
 from transforms.retry import UNLIMITED, RetryPolicy
-from transforms.sql.dialects import SQLDialect, dialect_for
+from transforms.sql.dialects import SQLDialect, WriteMode, dialect_for
 from transforms.sql.errors import ErrorKind, TableWriteError, TransientFailure, reason
 from transforms.sql.table import Row, RowError, TableSpec, latest_per_key
 
@@ -62,10 +62,13 @@ class SQLWriter:
     """
 
     def __init__(self, integration: Database, spec: TableSpec, upsert: bool = False,
-                 retry: RetryPolicy = WriteRetry(), name: Optional[str] = None) -> None:
+                 retry: RetryPolicy = WriteRetry(), name: Optional[str] = None, skip_existing: bool = False) -> None:
+        if upsert and skip_existing:
+            raise ValueError("upsert replaces stored rows and skip_existing keeps them: choose one")
         self.integration = integration
         self.spec = spec
         self.upsert = upsert
+        self.mode = WriteMode.UPSERT if upsert else WriteMode.APPEND_NEW if skip_existing else WriteMode.APPEND
         self.retry = retry
         self.name = name or spec.name
         self.engine: Optional[Engine] = None
@@ -73,7 +76,7 @@ class SQLWriter:
 
     def open(self) -> None:
         self.engine = self.integration.create_engine()
-        self.dialect: SQLDialect = dialect_for(self.engine.dialect.name)(self.spec, self.upsert, self.engine.dialect)
+        self.dialect: SQLDialect = dialect_for(self.engine.dialect.name)(self.spec, self.mode, self.engine.dialect)
 
     def close(self) -> None:
         if self.engine is not None:

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from typing import Dict, Type, TypeVar
 
-from transforms.sql.dialects.base import SQLDialect
+from transforms.sql.dialects.base import SQLDialect, WriteMode
 
 _REGISTRY: Dict[str, Type[SQLDialect]] = {}
 _D = TypeVar("_D", bound=Type[SQLDialect])
@@ -33,4 +33,4 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 
-__all__ = ["SQLDialect", "dialect_for", "register"]
+__all__ = ["SQLDialect", "WriteMode", "dialect_for", "register"]

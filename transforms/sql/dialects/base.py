@@ -9,6 +9,7 @@ appends, no upserts. Subclasses register under their SQLAlchemy dialect names
 """
 from __future__ import annotations
 
+import enum
 from datetime import timezone
 from typing import Any, ClassVar, Dict, List, Sequence, Tuple
 
@@ -26,6 +27,13 @@ Groups = Sequence[Tuple[Columns, List[Row]]]
 """A batch's rows, grouped by the columns they write (see :meth:`TableSpec.groups`)."""
 
 
+class WriteMode(enum.Enum):
+    APPEND = "append"
+    APPEND_NEW = "append new"
+    """Append, skipping a row whose conflict key the table already holds."""
+    UPSERT = "upsert"
+
+
 class SQLDialect:
     """The generic fallback: ``INSERT`` through SQLAlchemy, no upsert.
 
@@ -38,12 +46,13 @@ class SQLDialect:
     stores_time_zones: ClassVar[bool] = False
     """False: timezone-aware timestamps are written as their UTC instant, without offset."""
     upserts: ClassVar[bool] = False
+    """Whether it writes by conflict key: upserts, and appends that skip stored keys."""
 
-    def __init__(self, spec: TableSpec, upsert: bool, dialect: sqlalchemy.engine.Dialect) -> None:
-        if upsert and not self.upserts:
-            raise NotImplementedError(f"table {spec.name!r}: upsert is not supported on {dialect.name}")
+    def __init__(self, spec: TableSpec, mode: WriteMode, dialect: sqlalchemy.engine.Dialect) -> None:
+        if mode is not WriteMode.APPEND and not self.upserts:
+            raise NotImplementedError(f"table {spec.name!r}: {mode.value} is not supported on {dialect.name}")
         self.spec = spec
-        self.upsert = upsert
+        self.mode = mode
         self.dialect = dialect
         self._statements: Dict[Columns, Executable] = {}
         self._naive_utc = frozenset() if self.stores_time_zones else frozenset(
@@ -54,12 +63,20 @@ class SQLDialect:
         for columns, rows in groups:
             statement = self._statements.get(columns)
             if statement is None:
-                statement = self._statements[columns] = (
-                    self.upsert_statement(columns) if self.upsert else sqlalchemy.insert(self.spec.table))
+                statement = self._statements[columns] = (sqlalchemy.insert(self.spec.table)
+                                                         if self.mode is WriteMode.APPEND
+                                                         else self.upsert_statement(columns))
             connection.execute(statement, self.parameters(columns, rows))
 
     def upsert_statement(self, columns: Columns) -> Executable:
+        """The statement of an upsert or, when nothing is to be updated, an append of new keys."""
         raise NotImplementedError
+
+    def updated(self, columns: Columns) -> List[str]:
+        """The columns a row replaces when its key is stored already (none for ``APPEND_NEW``)."""
+        if self.mode is WriteMode.APPEND_NEW:
+            return []
+        return [k for k in columns if k not in self.spec.key]
 
     def parameters(self, columns: Columns, rows: List[Row]) -> List[Dict[str, Any]]:
         params = [{k: row.get(k) for k in columns} for row in rows]
@@ -109,7 +126,7 @@ class OnConflictDialect(SQLDialect):
         if select is not None:
             statement = statement.from_select([table.columns[k] for k in columns], select)
         index = [table.columns[k] for k in self.spec.key]
-        updates = [k for k in columns if k not in self.spec.key]
+        updates = self.updated(columns)
         if not updates:
             return statement.on_conflict_do_nothing(index_elements=index)
         return statement.on_conflict_do_update(

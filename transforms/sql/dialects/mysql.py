@@ -28,7 +28,7 @@ class MySQL(SQLDialect):
     def upsert_statement(self, columns: Columns) -> Executable:
         table = self.spec.table
         statement = mysql.insert(table)
-        updates = [k for k in columns if k not in self.spec.key]
+        updates = self.updated(columns)
         if not updates:  # nothing to update: a no-op assignment keeps the existing row
             return statement.on_duplicate_key_update({k: table.columns[k] for k in self.spec.key[:1]})
         version = self.spec.version

@@ -16,7 +16,7 @@ from sqlalchemy.sql.ddl import ExecutableDDLElement
 
 from transforms.sql.copy_text import CopyFormatter
 from transforms.sql.dialects import register
-from transforms.sql.dialects.base import Columns, Groups, OnConflictDialect
+from transforms.sql.dialects.base import Columns, Groups, OnConflictDialect, WriteMode
 from transforms.sql.errors import ErrorKind
 from transforms.sql.table import Row, TableSpec
 
@@ -56,8 +56,8 @@ class PostgreSQL(OnConflictDialect):
     stores_time_zones = True
     insert = staticmethod(postgresql.insert)
 
-    def __init__(self, spec: TableSpec, upsert: bool, dialect: sqlalchemy.engine.Dialect) -> None:
-        super().__init__(spec, upsert, dialect)
+    def __init__(self, spec: TableSpec, mode: WriteMode, dialect: sqlalchemy.engine.Dialect) -> None:
+        super().__init__(spec, mode, dialect)
         self.copies = dialect.driver == "psycopg2"
         self._formatters: Dict[Columns, CopyFormatter] = {}
         self._stage = Table(f"sinks_stage_{spec.table.name}", MetaData(),
@@ -67,7 +67,7 @@ class PostgreSQL(OnConflictDialect):
     def write(self, connection: Connection, groups: Groups) -> None:
         if not self.copies:
             super().write(connection, groups)
-        elif not self.upsert:
+        elif self.mode is WriteMode.APPEND:
             for columns, rows in groups:
                 self._copy(connection, self.spec.table, columns, rows)
         else:
