@@ -54,8 +54,8 @@ class TableSpec:
         self._key_getter: Callable[[Row], Any] = operator.itemgetter(*self.key) if self.key else _no_key
         self.version: Optional[str] = self._version_key(version)
         # Columns whose value, when None, is left to the database: identity, serial, server default.
-        # (``Table.autoincrement_column`` is public only since SQLAlchemy 2.0.x; setup.py allows 2.0.0.)
-        serial = getattr(self.table, "autoincrement_column", None) or self.table._autoincrement_column
+        # (``Table.autoincrement_column`` is not public in SQLAlchemy 2.0.0, which setup.py allows.)
+        serial = self.table._autoincrement_column
         self._database_filled = frozenset(
             c.key for c in self.columns
             if c.server_default is not None or c.identity is not None or c is serial)
