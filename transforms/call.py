@@ -29,11 +29,13 @@ from sinks.dataframe import DataFrame
 from sinks.sink import Sink, SinkSpec
 from transforms.assemble.related import RelatedRows
 from transforms.buffer import Buffer, Clock
-from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.dead_letters import DEAD_LETTERS, FirstTracebacks, dead_letter
 from transforms.retry import RetryPolicy
 from transforms.sharding import shard_of
 
 RESULTS = "results"
+# The stage of an update whose inputs could not be built (a filter or a frame failing for its values).
+INPUTS_STAGE = "inputs"
 
 # A batch sink with no pacing options flushes at 1000 updates or 1 s after the first.
 DEFAULT_BATCH_SIZE = 1000
@@ -54,6 +56,14 @@ def pacing_of(spec: SinkSpec) -> Optional[Pacing]:
     return Pacing(spec.buffer_size, spec.debounce, spec.max_delay)
 
 
+class _Unbuilt(Exception):
+    """A has-many input that could not be built for an update, and why."""
+
+    def __init__(self, parameter: str, error: Exception) -> None:
+        super().__init__(parameter, error)
+        self.parameter, self.error = parameter, error
+
+
 class _CallFn(beam.DoFn):
     """Calls a sink's function for ``(key, update)`` or, when ``buffered``, ``(shard, [(key, update)])``."""
 
@@ -70,6 +80,9 @@ class _CallFn(beam.DoFn):
         self.batch_sizes = Metrics.distribution(namespace, "batch_size")
         # Has-many parameters arrive from the assemble stage as rows; the sink gets DataFrames.
         self.frames = {i.parameter: i.ref for i in sink.spec.inputs if i.is_has_many}
+
+    def start_bundle(self) -> None:
+        self._tracebacks = FirstTracebacks()
 
     def setup(self) -> None:
         self._loop = asyncio.new_event_loop() if self.sink.spec.is_async else None
@@ -118,20 +131,45 @@ class _CallFn(beam.DoFn):
         else:
             pairs = [element]
         if self.frames:
-            pairs = [(key, self._with_frames(update)) for key, update in pairs]
+            framed = []
+            for key, update in pairs:
+                try:
+                    framed.append((key, self._with_frames(update)))
+                except _Unbuilt as unbuilt:
+                    yield self._unbuilt(key, update, unbuilt)
+            pairs = framed
+        if not pairs:
+            return
         if self.sink.spec.is_batch:
             updates = [update for _, update in pairs]
-            frame = DataFrame(updates, columns=[i.ref for i in self.sink.spec.inputs])
-            yield from self._call(shard, updates, lambda: self.sink.fn(frame))
+            yield from self._call(shard, pairs, lambda: self.sink.fn(
+                DataFrame(updates, columns=[i.ref for i in self.sink.spec.inputs])))
         else:
             for key, update in pairs:
-                yield from self._call(key, [update], lambda: self.sink.fn(**update))
+                yield from self._call(key, [(key, update)], lambda: self.sink.fn(**update))
 
     def _with_frames(self, update: Dict[str, Any]) -> Dict[str, Any]:
-        return {name: value.frame(self.frames[name]) if isinstance(value, RelatedRows) else value
-                for name, value in update.items()}
+        framed = {}
+        for name, value in update.items():
+            if isinstance(value, RelatedRows):
+                try:
+                    value = value.frame(self.frames[name])
+                except Exception as error:  # a filter or a conversion failing for this entity's values
+                    raise _Unbuilt(name, error) from error
+            framed[name] = value
+        return framed
 
-    def _call(self, key: Any, updates: List[Dict[str, Any]], call: Callable[[], Any]) -> Iterable[Any]:
+    def _unbuilt(self, key: Any, update: Dict[str, Any], unbuilt: "_Unbuilt") -> TaggedOutput:
+        """The dead letter of an update whose inputs could not be built: its related rows as held."""
+        self.dead_letters.inc()
+        held = {name: value.rows if isinstance(value, RelatedRows) else value for name, value in update.items()}
+        error = unbuilt.error
+        return TaggedOutput(DEAD_LETTERS, dead_letter(
+            INPUTS_STAGE, self.sink.spec.name, error, held,
+            reason=f"could not build input '{unbuilt.parameter}': {error}", key=key,
+            with_traceback=self._tracebacks.is_new(error)))
+
+    def _call(self, key: Any, pairs: List[Tuple[Any, Dict[str, Any]]], call: Callable[[], Any]) -> Iterable[Any]:
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 values = self._checked(self._invoke(call))
@@ -140,12 +178,16 @@ class _CallFn(beam.DoFn):
                     self.retries.inc()
                     time.sleep(self.retry.delay(attempt))
                     continue
-                for update in updates:
+                # One traceback per failing call, and none when this bundle has shown it already.
+                shown = self._tracebacks.is_new(error)
+                for number, (root_key, update) in enumerate(pairs):
                     self.dead_letters.inc()
-                    yield TaggedOutput(DEAD_LETTERS, dead_letter("call", self.sink.spec.name, error, update))
+                    yield TaggedOutput(DEAD_LETTERS, dead_letter(
+                        "call", self.sink.spec.name, error, update, key=root_key,
+                        with_traceback=shown and number == 0))
                 return
             self.calls.inc()
-            self.rows.inc(len(updates))
+            self.rows.inc(len(pairs))
             for value in values:
                 yield key, value
             return

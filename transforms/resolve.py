@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from sinks.stream import StreamResolver, to_updates
-from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.dead_letters import DEAD_LETTERS, FirstTracebacks, dead_letter
 
 UPDATES = "updates"
 
@@ -25,13 +25,17 @@ class _ResolveFn(beam.DoFn):
         self.resolved = Metrics.counter(namespace, "messages")
         self.failed = Metrics.counter(namespace, "dead_letters")
 
+    def start_bundle(self) -> None:
+        self._tracebacks = FirstTracebacks()
+
     def process(self, record: Any) -> Iterable[Any]:
         try:
             updates = to_updates(self.resolver.fn(self.resolver.message(record)))
         except Exception as error:  # the user's parsing code may raise anything
             self.failed.inc()
             shown = record.decode("utf-8", "replace") if isinstance(record, bytes) else record
-            yield TaggedOutput(DEAD_LETTERS, dead_letter("resolve", self.resolver.spec.name, error, shown))
+            yield TaggedOutput(DEAD_LETTERS, dead_letter(
+                "resolve", self.resolver.spec.name, error, shown, with_traceback=self._tracebacks.is_new(error)))
             return
         self.resolved.inc()
         yield from updates
