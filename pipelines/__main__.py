@@ -34,7 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the sinks of a set of definitions over an input",
                               description="Any further --option is passed to Beam (e.g. --direct_num_workers 2).")
     run.add_argument("--definitions", required=True, help="a definitions file or module")
-    run.add_argument("--input", required=True, help="a file or glob of feature updates")
+    run.add_argument("--input", help="a file or glob of feature updates (required unless --replay-dead-letters)")
+    run.add_argument("--replay-dead-letters", metavar="DIR",
+                     help="instead of --input: feed the inputs of the dead letters in DIR again (the read, parse, "
+                          "call and write stages'); the files replayed move to DIR/replayed/ when the run ends")
     run.add_argument("--input-format", choices=FORMATS, help="default: from the file names")
     run.add_argument("--sink", action="append", help="run only this sink (repeatable)")
     run.add_argument("--environment", help="run only the sinks deployed in this environment (@sink(environment=))")

@@ -64,6 +64,14 @@ def duration_argument(text: str) -> timedelta:
 
 def check_run_arguments(args: argparse.Namespace) -> None:
     """The flags of ``run`` that argparse cannot check alone."""
+    if (args.input is None) == (args.replay_dead_letters is None):
+        raise CommandError("run: give --input, or --replay-dead-letters DIR (not both)")
+    if args.replay_dead_letters is not None:
+        if args.follow or args.resolver:
+            raise CommandError("--replay-dead-letters: not with --follow or --resolver (it reads the dead "
+                               "letters' own inputs: feature updates, sink inputs and rows)")
+        if not os.path.isdir(args.replay_dead_letters):
+            raise CommandError(f"--replay-dead-letters {args.replay_dead_letters}: no such directory")
     if args.stop_after is not None:
         if not args.follow:
             raise CommandError("--stop-after: only with --follow (a bounded input stops when it is read)")

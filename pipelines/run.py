@@ -19,6 +19,7 @@ from pipelines.errors import CommandError
 from pipelines.live import LIVE_RUNNERS, ReadDirectory
 from pipelines.live_clock import LiveClock
 from pipelines.options import SinkOptions, check_url, write_retry
+from pipelines.replay import DeadLetters, mark_replayed, read_dead_letters, replay_branches
 from pipelines.sources import ReadUpdates, check_input, is_stream_url, json_record, read_stream
 from pipelines.summary import counters, show_value, summary_table
 from sinks.registry import Registry
@@ -83,6 +84,9 @@ def chosen_sinks(registry: Registry, names: Iterable[str], environment: Optional
 
 def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOptions, str, Optional[ReadDirectory]]:
     """Pipeline options for the input, what to call the input, and the live directory source if any."""
+    if args.replay_dead_letters is not None:
+        return (pipeline_options(beam_args, args.runner, args.streaming),
+                f"the dead letters in {args.replay_dead_letters}", None)
     if is_stream_url(args.input):
         return pipeline_options(beam_args, args.runner, streaming=True), args.input, None
     if args.follow:
@@ -103,6 +107,7 @@ def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOp
 def _read(pipeline: beam.Pipeline, args: argparse.Namespace, live: Optional[ReadDirectory],
           raw: bool) -> Tuple[beam.PCollection, List[beam.PCollection]]:
     """The input's records (raw messages with ``raw``, else feature updates) and its dead letters."""
+    assert args.input is not None
     if live is None and not is_stream_url(args.input):
         read = pipeline | "ReadUpdates" >> ReadUpdates(args.input, args.input_format, raw=raw)
         return read.updates, [read[DEAD_LETTERS]]
@@ -114,6 +119,16 @@ def _read(pipeline: beam.Pipeline, args: argparse.Namespace, live: Optional[Read
         return messages, []
     parsed = messages | "ParseJson" >> beam.Map(json_record).with_outputs(DEAD_LETTERS, main="updates")
     return parsed.updates, [parsed[DEAD_LETTERS]]
+
+
+def _replayed_updates(pipeline: beam.Pipeline, letters: DeadLetters) -> Tuple[beam.PCollection, beam.PCollection]:
+    """The updates of the read and parse dead letters (a line is read again), and the read's dead letters."""
+    lines = (pipeline
+             | "ReplayLines" >> beam.Create(letters.lines, reshuffle=False)
+             | "ReadLines" >> beam.Map(lambda line: json_record(line[0].encode("utf-8"), line[1], line[2]))
+             .with_outputs(DEAD_LETTERS, main="updates"))
+    updates = pipeline | "ReplayUpdates" >> beam.Create(letters.updates, reshuffle=False)
+    return (updates, lines.updates) | "Updates" >> beam.Flatten(), lines[DEAD_LETTERS]
 
 
 def _check_integrations(chosen: List[Sink], database_url: Optional[str]) -> None:
@@ -138,8 +153,11 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
                            f"(resolvers: {', '.join(sorted(registry.resolvers)) or 'none'})")
     resolver = registry.resolvers[args.resolver] if args.resolver else None
     _check_integrations(chosen, args.database_url)
+    replay = None
+    if args.replay_dead_letters is not None:
+        replay = read_dead_letters(args.replay_dead_letters, {sink.spec.name: sink for sink in chosen})
     options, where, live = _options(args, beam_args)
-    is_live = live is not None or is_stream_url(args.input)
+    is_live = live is not None or (args.input is not None and is_stream_url(args.input))
     clock = LiveClock() if live is not None else None
     settings = JobSettings(
         sink_names=[s.spec.name for s in chosen], dead_letters=args.dead_letters,
@@ -152,8 +170,17 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
     except ValueError as error:   # Beam refuses the runner it was asked for
         raise CommandError(f"--runner: {str(error).splitlines()[0]}") from None
     try:
-        records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
-        if progress.wanted():
+        if replay is not None:
+            records, unreadable = _replayed_updates(pipeline, replay)
+            dead_letters = [unreadable, *replay_branches(
+                pipeline, replay, {sink.spec.name: sink for sink in chosen},
+                source_from_url(settings.database_url) if settings.database_url else None,
+                dict(num_shards=settings.num_shards, retry=settings.retry, clock=settings.clock,
+                     write_retry=settings.write_retry, write_shards=settings.write_shards,
+                     create_tables=settings.create_tables, validate=True))]
+        else:
+            records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
+        if progress.wanted() and replay is None:
             total = None if is_live else progress.records_in(args.input, args.input_format)
             records = records | "Progress" >> beam.ParDo(progress.ShowProgress(total))
         if resolver is not None:
@@ -188,6 +215,12 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
             clock.release()
     if live is not None and str(state).endswith("DONE"):
         live.commit()   # every output of the files read is committed: mark them done
+    if replay is not None and str(state).endswith("DONE"):
+        # What failed again is in new dead-letter files already: these are done with.
+        mark_replayed(replay, args.replay_dead_letters)
+        print(f"replayed {replay.replayed:,} dead letter(s) from {len(replay.files)} file(s), moved to "
+              f"{os.path.join(args.replay_dead_letters, 'replayed')}/"
+              + (f"; {len(replay.kept):,} not replayable, written to the dead letters again" if replay.kept else ""))
     elapsed = time.monotonic() - started
     print(summary_table(result, settings.sink_names))
     stored = _rows_stored(chosen, settings)
