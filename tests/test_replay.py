@@ -159,3 +159,36 @@ def test_replay_needs_a_directory_and_no_input(tmp_path, job, capsys):
     assert main(base + ["--replay-dead-letters", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "give --input, or --replay-dead-letters DIR (not both)" in err and "no such directory" in err
+
+
+def test_a_call_records_inputs_come_back_typed(bank):
+    from datetime import datetime, timezone
+
+    from sinks import DataFrame, sink
+    from pipelines.replay import NotReplayable, call_inputs
+    from transforms.dead_letters import dead_letter
+    User, Account, Transfer = bank
+
+    successful = Transfer.status == "ok"
+
+    @sink
+    def per_row(uid: User.uuid, ts: User.ts, txns: User.transfers[successful]):
+        pass
+
+    @sink
+    def batch(users: DataFrame[User.uuid, User.ts]):
+        pass
+
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    frame = DataFrame([{Transfer.id: "t1", Transfer.user_id: "u1", Transfer.status: "ok", Transfer.amount: 2.5,
+                        Transfer.created_at: when}], columns=[Transfer.id, Transfer.user_id, Transfer.status,
+                                                              Transfer.amount, Transfer.created_at])
+    record = dead_letter("call", "per_row", ValueError("x"), {"uid": "u1", "ts": when, "txns": frame}, key="u1")
+    inputs = call_inputs(per_row, json.loads(record["input"]))
+    assert inputs["uid"] == "u1" and inputs["ts"] == when
+    assert inputs["txns"].to_pylist() == frame.to_pylist()
+    assert inputs["txns"][Transfer.amount].sum() == 2.5
+    row = json.loads(dead_letter("call", "batch", ValueError("x"), {"user.uuid": "u1", "user.ts": when})["input"])
+    assert call_inputs(batch, row) == {"user.uuid": "u1", "user.ts": when}
+    with pytest.raises(NotReplayable, match="'ts'"):
+        call_inputs(per_row, {"uid": "u1", "ts": "not a time", "txns": []})
