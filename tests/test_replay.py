@@ -192,3 +192,15 @@ def test_a_call_records_inputs_come_back_typed(bank):
     assert call_inputs(batch, row) == {"user.uuid": "u1", "user.ts": when}
     with pytest.raises(NotReplayable, match="'ts'"):
         call_inputs(per_row, {"uid": "u1", "ts": "not a time", "txns": []})
+
+
+def test_replaying_into_the_same_directory_moves_only_the_files_it_read(tmp_path, job):
+    definitions, source, *_ = job
+    letters = tmp_path / "letters"
+    base = ["run", "--definitions", str(definitions), "--dead-letters", str(letters)]
+    assert main(base + ["--input", str(source)]) == 0
+    (first,) = letters.glob("*.jsonl")
+    assert main(base + ["--replay-dead-letters", str(letters)]) == 0
+    assert [p.name for p in (letters / "replayed").iterdir()] == [first.name]
+    (anew,) = letters.glob("*.jsonl")     # the update that fails again, in a file of its own
+    assert anew.name != first.name and [r["stage"] for r in letters_in(letters)] == ["parse"]
