@@ -9,7 +9,10 @@ Outputs: the main output holds ``(key, result)`` for every non-``None`` value
 the function returns (a returned list is spread out), which is what an
 integration sink writes; the key is the root key for a per-row sink and the
 shard for a batch sink; the ``dead_letters`` output holds one record per
-update that failed after every retry.
+update that failed after every retry (stage ``call``), or whose has-many input
+could not be built (stage ``inputs``: a filter or a conversion failing for its
+values, found before any call). A batch's ``DataFrame`` is built inside the call,
+so a failure there fails that call.
 """
 from __future__ import annotations
 
@@ -159,7 +162,7 @@ class _CallFn(beam.DoFn):
             framed[name] = value
         return framed
 
-    def _unbuilt(self, key: Any, update: Dict[str, Any], unbuilt: "_Unbuilt") -> TaggedOutput:
+    def _unbuilt(self, key: Any, update: Dict[str, Any], unbuilt: _Unbuilt) -> TaggedOutput:
         """The dead letter of an update whose inputs could not be built: its related rows as held."""
         self.dead_letters.inc()
         held = {name: value.rows if isinstance(value, RelatedRows) else value for name, value in update.items()}
