@@ -376,7 +376,9 @@ def test_windowed_input_is_refused_since_entity_state_spans_all_time(bank):
         windowed | Assemble([names])
 
 
-def test_without_feature_time_the_elements_own_timestamp_orders_updates(registry):
+def test_untimed_updates_apply_in_arrival_order_and_move_no_clock(registry):
+    # Defect 9: an update without FeatureTime used to take its element's timestamp (from a file,
+    # Beam's minimum), so it lost to every timed value and a later line was silently ignored.
     @features
     class Device:
         id: str
@@ -387,16 +389,53 @@ def test_without_feature_time_the_elements_own_timestamp_orders_updates(registry
         pass
 
     stream = (TestStream()
-              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "new"}, 10)])
-              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "old"}, 5)])
+              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "first"}, 10)])
+              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "second"}, 5)])
               .advance_watermark_to_infinity())
     _COLLECTED.clear()
     _COLLECTED["names"] = []
     pipeline = beam.Pipeline("BundleBasedDirectRunner")
     fired = (pipeline | stream | Assemble([names]))["names"]
-    fired | beam.Map(lambda element, at=beam.DoFn.TimestampParam: _collect((element, at.micros), "names"))
+    fired | beam.Map(_collect, "names")
     pipeline.run().wait_until_finish()
-    assert _COLLECTED["names"] == [
-        (("d1", {"did": "d1", "name": "new"}), 10_000_000),
-        (("d1", {"did": "d1", "name": "new"}), 10_000_000),    # older by its element time: not stored
-    ]
+    assert [update["name"] for _, update in _COLLECTED["names"]] == ["first", "second"]
+
+
+def test_a_timed_class_update_without_its_feature_time_applies_over_older_values(bank):
+    User, _, Transfer = bank
+
+    @sink
+    def statuses(uid: User.uuid, txns: User.transfers[Transfer.status == "successful"]):
+        pass
+
+    found, _ = run([statuses], [
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(5)},
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "pending",
+         "transfer.amount": 2.0, "transfer.created_at": at(1)},
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "successful"},   # no time
+    ])
+    last = found["statuses"][-1][1]["txns"]
+    assert frame_ids(last, statuses, "txns") == ["t1"]
+    assert last.rows[0]["created_at"] == (T0 + timedelta(days=1)).timestamp() * 1_000_000
+
+
+def test_far_future_feature_time_is_dead_lettered_and_touches_no_state(bank):
+    User, _, _ = bank
+
+    @sink
+    def totals(uid: User.uuid, txns: User.transfers[after(days_ago=60)]):
+        pass
+
+    future = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    found, _ = run([totals], [
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(0)},
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "ok", "transfer.amount": 1.0,
+         "transfer.created_at": at(1)},
+        {"transfer.id": "t2099", "transfer.user_id": "u1", "transfer.status": "ok", "transfer.amount": 1.0,
+         "transfer.created_at": "2099-01-01T00:00:00Z"},
+        {"transfer.id": "t9", "transfer.user_id": "u1", "transfer.status": "ok", "transfer.amount": 1.0,
+         "transfer.created_at": future},
+    ])
+    assert [frame_ids(u["txns"], totals, "txns") for _, u in found["totals"]] == [[], ["t1"]]
+    letters = found[DEAD_LETTERS]
+    assert len(letters) == 2 and all("clock skew" in letter["error"] for letter in letters)
