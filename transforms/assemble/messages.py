@@ -43,7 +43,9 @@ class Member(NamedTuple):
 
 class HeldRow(NamedTuple):
     """A related row as an entity (or lookup) holds it: the time of its newest update
-    (``NEVER`` if none was timed) and its attributes."""
+    (``NEVER`` if none was timed), its attributes, and the times of those set by older
+    updates (None when every attribute has ``time``, the usual case)."""
 
     time: int
     row: Dict[str, Any]
+    older: Optional[Dict[str, int]]

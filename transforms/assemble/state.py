@@ -129,6 +129,8 @@ class EntityStateFn(beam.DoFn):
         self.edge = node.edge
         self.children = {name: _Child(child) for name, child in node.children.items()}
         self.sinks = sinks
+        self.fires = bool(sinks)
+        self.primary = node.schema.primary
         self.clock_id, self.as_of = clock_id, as_of
         # Per sink, its windowed inputs: (first step of the path, the steps after it, windows).
         self.windows: Tuple[Tuple[Tuple[str, Tuple[str, ...], Tuple[WindowPlan, ...]], ...], ...] = tuple(
@@ -160,9 +162,14 @@ class EntityStateFn(beam.DoFn):
 
     def _receive(self, state: EntityState, key: Any, messages: List[Any]) -> Iterable[Any]:
         for message in _in_order(messages):
-            first = not state.seen and type(message) is Own
+            # A root entity is known from its first message of any kind, a related row too (its key
+            # is all a sink may need of it); a node below sends its row up once it has one.
+            first = not state.seen and (self.fires or type(message) is Own)
             now = state.now
             carried = self._apply(state, message)
+            if first and self.fires:
+                state.seen = True
+                state.values.setdefault(self.primary, key)
             if not state.seen:
                 continue
             if self.sinks:
@@ -447,19 +454,35 @@ def _message_time(message: Any) -> int:
 
 def merge_row(rows: Dict[Any, HeldRow], child_key: Any, time: Optional[int],
               values: Optional[Dict[str, Any]]) -> None:
-    """Merges an update of a related row into ``rows`` (child key → held row): its values
-    replace the held ones unless those are newer; ``values=None`` removes the row. An
-    untimed update applies over what is held (arrival order) and keeps its time."""
+    """Merges an update of a related row into ``rows`` (child key → held row) attribute by
+    attribute, as an entity's own features merge: a value replaces the held one unless that is
+    newer, so an older update still fills in what newer partial ones left out. ``values=None``
+    removes the row unless it was updated later. An untimed update applies over what is held
+    (arrival order) and keeps its time."""
     held = rows.get(child_key)
-    if held is not None and time is not None and time < held.time:
-        return
     if values is None:
-        rows.pop(child_key, None)
+        if held is None or time is None or time >= held.time:
+            rows.pop(child_key, None)
         return
-    row = {**held.row, **values} if held is not None else dict(values)
+    if held is None:
+        rows[child_key] = HeldRow(NEVER if time is None else time, dict(values), None)
+        return
     if time is None:
-        time = held.time if held is not None else NEVER
-    rows[child_key] = HeldRow(time, row)
+        rows[child_key] = HeldRow(held.time, {**held.row, **values}, held.older)
+        return
+    older = held.older
+    if time >= held.time:
+        # Attributes this update leaves out keep their own (older) times.
+        kept = {attr: (older.get(attr, held.time) if older else held.time)
+                for attr in held.row if attr not in values}
+        rows[child_key] = HeldRow(time, {**held.row, **values}, {a: t for a, t in kept.items() if t < time} or None)
+        return
+    row, older = dict(held.row), dict(older or ())
+    for attr, value in values.items():
+        if attr not in row or older.get(attr, held.time) <= time:
+            row[attr] = value
+            older[attr] = time
+    rows[child_key] = HeldRow(held.time, row, older)
 
 
 class LookupFn(beam.DoFn):
@@ -478,12 +501,14 @@ class LookupFn(beam.DoFn):
     def process(self, element: Tuple[Any, List[Any]],
                 stored=beam.DoFn.StateParam(STATE)) -> Iterable[Tuple[Any, Rel]]:
         value, messages = element
-        rows, members = _load(stored) or ({}, set())
+        # Parents in the order they joined (a dict, not a set: a set of strings iterates in an order
+        # that changes with each process's hash seed, and with it the calls downstream).
+        rows, members = _load(stored) or ({}, {})
         for message in messages:
             if type(message) is Member:
                 parent = message.parent
                 if parent not in members:
-                    members.add(parent)
+                    members[parent] = None
                     for child_key, held in rows.items():
                         yield parent, Rel(self.relation, value, child_key, held.time, held.row)
                 continue
