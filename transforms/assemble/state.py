@@ -503,7 +503,9 @@ class LookupFn(beam.DoFn):
         value, messages = element
         # Parents in the order they joined (a dict, not a set: a set of strings iterates in an order
         # that changes with each process's hash seed, and with it the calls downstream).
-        rows, members = _load(stored) or ({}, {})
+        loaded = _load(stored)
+        rows: Dict[Any, HeldRow] = loaded[0] if loaded else {}
+        members: Dict[Any, None] = loaded[1] if loaded else {}
         for message in messages:
             if type(message) is Member:
                 parent = message.parent
@@ -514,9 +516,9 @@ class LookupFn(beam.DoFn):
                 continue
             _, _, child_key, time, values = message
             merge_row(rows, child_key, time, values)
-            held = rows.get(child_key)
-            forwarded = Rel(self.relation, value, child_key, held.time if held else time,
-                            held.row if held else None)
+            merged = rows.get(child_key)
+            forwarded = Rel(self.relation, value, child_key, merged.time if merged else time,
+                            merged.row if merged else None)
             for parent in members:
                 yield parent, forwarded
         _store(stored, (rows, members))
