@@ -218,7 +218,7 @@ class Assemble(beam.PTransform):
         own = _grouped_input(parsed, node, key_type)
         related = [self._related(child, own, parsed) for child in node.children.values()
                    if child.children or not (child.edge and child.edge.child_keyed)]
-        step = entity_state_fn(node, sinks, self.clock_id, self.as_of)
+        step = entity_state_fn(node, sinks, self.clock_id, self.as_of, parsed[DEAD_LETTERS].is_bounded)
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
         return self._keyed(f"State[{node.label}]", [own], related, step, key_type)

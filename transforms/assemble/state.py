@@ -367,10 +367,24 @@ class EntityStateFn(beam.DoFn):
 
 
 class WindowedEntityStateFn(EntityStateFn):
-    """``EntityStateFn`` for a root whose sinks read time windows: one event-time timer per
-    entity, at the next instant a held row enters or leaves one of those windows."""
+    """``EntityStateFn`` for a root whose sinks read time windows, with one event-time timer
+    per entity.
+
+    On an unbounded input the timer is due at the next instant a held row enters or leaves one
+    of those windows; it is set again only when that instant comes earlier than the pending
+    one (setting a timer per update costs as much as the update), so a timer that fires early
+    finds nothing changed and is set for the next change. On a bounded input the watermark
+    stays behind every event time until the input ends, so the timer waits for the end and
+    evaluates the windows once, as of the input's final clock: one firing per entity whose
+    windows change after its own clock, not one per change.
+    """
 
     WINDOW_TIMER = TimerSpec("window", TimeDomain.WATERMARK)
+
+    def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...], clock_id: str, as_of: Optional[int],
+                 bounded: bool) -> None:
+        super().__init__(node, sinks, clock_id, as_of)
+        self.bounded = bounded
 
     def process(self, element: Tuple[Any, List[Any]], stored=beam.DoFn.StateParam(EntityStateFn.STATE),
                 timer=beam.DoFn.TimerParam(WINDOW_TIMER)) -> Iterable[Any]:
@@ -388,34 +402,43 @@ class WindowedEntityStateFn(EntityStateFn):
         if due is None:
             return
         state.due = None
-        if due <= clock.latest(self.clock_id, self.as_of):
-            before = state.now
-            state.fired = due
-            now = state.now
-            resolved: Dict[str, Any] = {}
-            changed = [index for index, windows in enumerate(self.windows)
-                       if windows and self._windows_changed(state, key, index, before, now, resolved)]
-            yield from self._outputs(state, key, changed, now)
-            if self.prunes:
-                self._prune(state, now)
-            self._arm(state, key, timer)
-        # else: the watermark passed the data (the end of a bounded input, a drain): windows
-        # stay as of the data's clock; an update for this entity arms the timer again.
+        # Never past the data (or ``as_of``): at the end of a bounded input, or a drain, the
+        # watermark jumps to +infinity, and windows evaluated there would all be empty.
+        latest = clock.latest(self.clock_id, self.as_of)
+        target = latest if self.bounded else due
+        if target <= latest:
+            if target > state.now:
+                before = state.now
+                state.fired = target
+                resolved: Dict[str, Any] = {}
+                changed = [index for index, windows in enumerate(self.windows)
+                           if windows and self._windows_changed(state, key, index, before, target, resolved)]
+                yield from self._outputs(state, key, changed, target)
+                if self.prunes:
+                    self._prune(state, target)
+            if not self.bounded:
+                self._arm(state, key, timer)
+        # else: the watermark passed the data; an update for this entity arms the timer again.
         _store(stored, state.fields())
 
     def _arm(self, state: EntityState, key: Any, timer: Any) -> None:
+        if self.bounded:
+            if state.due is None and self.next_change(state, key) is not None:
+                state.due = _LAST_TIMER
+                timer.set(Timestamp(micros=_LAST_TIMER))
+            return
         due = self.next_change(state, key)
-        if due != state.due:
+        if due is not None and (state.due is None or due < state.due):
             state.due = due
-            if due is not None:
-                timer.set(Timestamp(micros=min(-(-due // _MS) * _MS, _LAST_TIMER)))
+            timer.set(Timestamp(micros=min(-(-due // _MS) * _MS, _LAST_TIMER)))
 
 
 def entity_state_fn(node: Node, sinks: Tuple[SinkPlan, ...] = (), clock_id: str = "",
-                    as_of: Optional[int] = None) -> EntityStateFn:
+                    as_of: Optional[int] = None, bounded: bool = False) -> EntityStateFn:
     """The state step of ``node``: with a window timer when a sink reads a time window."""
-    windowed = any(item.windows for sink in sinks for item in sink.inputs)
-    return (WindowedEntityStateFn if windowed else EntityStateFn)(node, sinks, clock_id, as_of)
+    if any(item.windows for sink in sinks for item in sink.inputs):
+        return WindowedEntityStateFn(node, sinks, clock_id, as_of, bounded)
+    return EntityStateFn(node, sinks, clock_id, as_of)
 
 
 def _load(stored: Any) -> Any:
