@@ -19,7 +19,16 @@ setup(
     entry_points={"console_scripts": ["feature-sinks = pipelines.__main__:console"]},
     extras_require={
         "mysql": ["pymysql>=1.1"],
+        # Dialect packages of Chalk's other SQL sources (sinks/integrations.py names each extra).
+        "snowflake": ["snowflake-sqlalchemy>=1.5"],
+        "bigquery": ["sqlalchemy-bigquery>=1.9"],
+        "redshift": ["sqlalchemy-redshift>=0.8"],
+        "databricks": ["databricks-sqlalchemy>=2"],
+        "mssql": ["pymssql>=2.2"],
+        "clickhouse": ["clickhouse-sqlalchemy>=0.3"],
+        "trino": ["trino[sqlalchemy]>=0.328"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
-        "test": ["pytest>=8", "pymysql>=1.1", "hypothesis>=6", "pandas>=2", "ruff>=0.6", "mypy>=1.10"],
+        "test": ["pytest>=8", "pymysql>=1.1", "hypothesis>=6", "pandas>=2", "ruff>=0.6", "mypy>=1.10",
+                 "sqlalchemy-redshift>=0.8"],
     },
 )

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Iterator, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,24 +37,29 @@ START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CHUNK = 10_000
 
 
-def generate(updates: int, users: int, days: int):
-    """A deterministic stream: update i happens at ``START + i/updates * days``."""
+def stream(updates: int, users: int, days: int, first: int = 0, last: Optional[int] = None) -> Iterator[dict]:
+    """Updates ``first`` to ``last`` (default: all) of the stream: update i happens at
+    ``START + i/updates * days``."""
     step = timedelta(days=days) / updates
+    for i in range(first, updates if last is None else min(last, updates)):
+        at = (START + i * step).isoformat()
+        user = f"u{(i // 10 * 7919) % users}"   # each user: its user, account and transfer updates
+        kind = i % 10
+        if kind == 0:
+            yield {"user.uuid": user, "user.full_name": f"Name {i}", "user.ts": at}
+        elif kind == 1:
+            yield {"account.id": f"a-{user}", "account.user_id": user, "account.title": f"Plan {i % 5}",
+                   "account.balance": float(i % 1000), "account.ts": at}
+        else:
+            yield {"transfer.id": f"t{i}", "transfer.user_id": user,
+                   "transfer.status": "successful" if i % 3 else "failed",
+                   "transfer.amount": float(i % 500), "transfer.created_at": at}
 
-    def chunk(index: int):
-        for i in range(index * CHUNK, min((index + 1) * CHUNK, updates)):
-            at = (START + i * step).isoformat()
-            user = f"u{(i // 10 * 7919) % users}"   # each user: its user, account and transfer updates
-            kind = i % 10
-            if kind == 0:
-                yield {"user.uuid": user, "user.full_name": f"Name {i}", "user.ts": at}
-            elif kind == 1:
-                yield {"account.id": f"a-{user}", "account.user_id": user, "account.title": f"Plan {i % 5}",
-                       "account.balance": float(i % 1000), "account.ts": at}
-            else:
-                yield {"transfer.id": f"t{i}", "transfer.user_id": user,
-                       "transfer.status": "successful" if i % 3 else "failed",
-                       "transfer.amount": float(i % 500), "transfer.created_at": at}
+
+def generate(updates: int, users: int, days: int):
+    """The stream, generated inside the pipeline in chunks."""
+    def chunk(index: int) -> Iterator[dict]:
+        return stream(updates, users, days, index * CHUNK, (index + 1) * CHUNK)
     return beam.Create(range((updates + CHUNK - 1) // CHUNK)) | beam.FlatMap(chunk)
 
 

@@ -1,17 +1,34 @@
-"""``python -m pipelines run | explain | generate`` (also installed as ``feature-sinks``)."""
+"""``python -m pipelines run | explain | generate`` (also installed as ``feature-sinks``).
+
+Exit status: 0 done; 1 an internal error (a bug: one line, the traceback with ``--verbose``);
+2 a mistake in the command (one line saying what to change); 3 a run that finished but left
+rows unwritten (its writes were abandoned and dead-lettered).
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
+from pipelines.errors import CommandError
+
+INTERNAL_ERROR = 1
 USAGE_ERROR = 2
 FORMATS = ("jsonl", "parquet", "csv")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad flag as one line (a :class:`CommandError`), not usage plus a line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandError(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines", allow_abbrev=False)
+    from pipelines.options import duration_argument
+
+    parser = _Parser(prog="python -m pipelines", allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the sinks of a set of definitions over an input",
@@ -20,10 +37,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, help="a file or glob of feature updates")
     run.add_argument("--input-format", choices=FORMATS, help="default: from the file names")
     run.add_argument("--sink", action="append", help="run only this sink (repeatable)")
+    run.add_argument("--environment", help="run only the sinks deployed in this environment (@sink(environment=))")
+    run.add_argument("--tag", action="append", help="run only untagged sinks and those all of whose tags match "
+                                                    "(repeatable; key or key:value, as in Chalk)")
     run.add_argument("--resolver", help="a @stream resolver of the definitions that turns each record into updates")
     run.add_argument("--dead-letters", default="dead_letters",
                      help="directory for dead-letter files (default dead_letters/)")
-    run.add_argument("--num-shards", type=int, default=1, help="buffers per paced sink (default 1)")
+    run.add_argument("--num-shards", type=int, default=1,
+                     help="pacing buffers per paced sink; an entity always goes to the same one (default 1)")
+    run.add_argument("--write-shards", type=int, default=4,
+                     help="parallel writers per upsert table; a key always goes to the same one (default 4)")
+    run.add_argument("--write-deadline", type=float, metavar="SECONDS",
+                     help="give up on a failing write (its rows go to the dead letters) after this long; "
+                          "0 retries for ever (default: 300 for a bounded input, for ever with --follow "
+                          "or a stream)")
+    run.add_argument("--allowed-lateness", type=duration_argument, default=None, metavar="DURATION",
+                     help="how far behind an entity's clock an update may arrive and still count, "
+                          "as seconds or like 10m (default 0)")
     run.add_argument("--create-tables", action="store_true", help="create missing tables (always on for SQLite)")
     run.add_argument("--database-url", help="write every integration sink to this database instead")
     run.add_argument("--runner", help="Beam runner (default: FnApiRunner, or BundleBasedDirectRunner with --streaming)")
@@ -52,55 +82,71 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args, beam_args = _parser().parse_known_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
     # Beam logs import-time notices (optional GCP clients) at WARNING: a command line shows
-    # errors only, and everything with --verbose. (A no-op where logging is set up already.)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR)
-    import sinks
-    from pipelines.explain import explain, graph_dot
-    from pipelines.generate import generate
-
-    if beam_args and args.command != "run":
-        print(f"error: unknown option(s): {' '.join(beam_args)}", file=sys.stderr)
+    # errors only, and everything with --verbose. Set before the parser imports Beam. (A no-op
+    # where logging is set up already.)
+    logging.basicConfig(level=logging.DEBUG if "--verbose" in arguments else logging.ERROR)
+    try:
+        args, beam_args = _parser().parse_known_args(arguments)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     try:
-        registry = sinks.load(args.definitions)
-        if args.command == "explain":
-            print(explain(registry))
-            if args.dot:
-                with open(args.dot, "w", encoding="utf-8") as handle:
-                    handle.write(graph_dot(registry))
-            return 0
-        if args.command == "generate":
-            count = generate(registry, args.entities, args.out, days=args.days, seed=args.seed)
-            print(f"wrote {count:,} updates to {args.out}", file=sys.stderr)
-            return 0
-        from pipelines.run import run_job
-        return run_job(registry, args, beam_args)
-    except Exception as error:  # one clear line for anything a user can cause; tracebacks on request
+        return _command(args, beam_args)
+    except Exception as error:
+        if _user_error(error):
+            print(f"error: {_one_line(error)}", file=sys.stderr)
+            return USAGE_ERROR
         if args.verbose:
             raise
-        print(f"error: {_one_line(error)}", file=sys.stderr)
-        return USAGE_ERROR if _user_error(error) else 1
+        print(f"internal error: {type(error).__name__}: {_one_line(error)} "
+              "(run with --verbose for the traceback)", file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _command(args: argparse.Namespace, beam_args: List[str]) -> int:
+    import sinks
+    from pipelines.options import check_generate_arguments, check_run_arguments
+
+    if beam_args and args.command != "run":
+        raise CommandError(f"unknown option(s): {' '.join(beam_args)}")
+    if args.command == "run":
+        check_run_arguments(args)
+    elif args.command == "generate":
+        check_generate_arguments(args)
+    registry = sinks.load(args.definitions)
+    if args.command == "explain":
+        from pipelines.explain import explain, graph_dot
+        if not registry.sinks:
+            raise CommandError(f"{args.definitions} defines no sink (decorate a function with @sink)")
+        print(explain(registry))
+        if args.dot:
+            try:
+                with open(args.dot, "w", encoding="utf-8") as handle:
+                    handle.write(graph_dot(registry))
+            except OSError as error:
+                raise CommandError(f"--dot {args.dot}: cannot write it ({error.strerror or error})") from None
+        return 0
+    if args.command == "generate":
+        from pipelines.generate import generate
+        count = generate(registry, args.entities, args.out, days=args.days, seed=args.seed)
+        print(f"wrote {count:,} updates to {args.out}", file=sys.stderr)
+        return 0
+    from pipelines.run import run_job
+    return run_job(registry, args, beam_args)
 
 
 def _user_error(error: Exception) -> bool:
-    from sqlalchemy.exc import DBAPIError
-
-    import sinks
-    from pipelines.run import OptionError
+    """Errors about the command or the definitions it names; everything else is a bug."""
     from pipelines.sources import SourceError
-    return isinstance(error, (sinks.DefinitionError, KeyError, SourceError, OptionError, DBAPIError,
-                              ValueError, OSError))
+    from sinks.errors import DefinitionError
+    return isinstance(error, (CommandError, DefinitionError, SourceError))
 
 
 def _one_line(error: Exception) -> str:
-    from sqlalchemy.exc import DBAPIError
-    if isinstance(error, DBAPIError):
-        first = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
-        return f"cannot use the database: {first}"
-    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    return str(text).strip().splitlines()[0] if str(text).strip() else type(error).__name__
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def console() -> None:

@@ -21,6 +21,7 @@ from transforms.buffer import Clock
 from transforms.call import RetryPolicy
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.deliver import DeliverSink
+from transforms.sql import WriteRetry
 
 
 @dataclass
@@ -29,13 +30,15 @@ class JobSettings:
 
     sink_names: Sequence[str] = ()
     dead_letters: str = "dead_letters"
-    num_shards: int = 1
+    num_shards: int = 1                    # pacing buffers per paced sink
+    write_shards: int = 4                  # parallel writers per upsert table
     create_tables: Optional[bool] = None
     database_url: Optional[str] = None
     allowed_lateness: timedelta = timedelta(0)
     as_of: Optional[datetime] = None       # where a bounded run's windows end (default: the data's clock)
     max_clock_skew: Optional[timedelta] = timedelta(days=1)   # FeatureTime beyond wall clock + this: dead letter
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    write_retry: WriteRetry = field(default_factory=WriteRetry)
     clock: Optional[Clock] = None          # the pacing buffers' processing-time clock
 
 
@@ -73,6 +76,7 @@ def build_job(updates: beam.PCollection, registry: Registry, settings: JobSettin
         delivered = assembled[sink.spec.name] | DeliverSink(
             sink, num_shards=settings.num_shards, retry=settings.retry, clock=settings.clock,
             integration=override if sink.spec.integration is not None else None,
+            write_retry=settings.write_retry, write_shards=settings.write_shards,
             create_tables=settings.create_tables, validate=validate)
         letters.append(delivered[DEAD_LETTERS])
     dead = letters | "DeadLetters" >> beam.Flatten()

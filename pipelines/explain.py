@@ -1,11 +1,15 @@
 """A readable plan of each sink: what it reads, how it is paced and where its output goes."""
 from __future__ import annotations
 
-from typing import List
+from datetime import timedelta
+from typing import Any, List
 
+from sinks.durations import INFINITY
 from sinks.features import info
+from sinks.options import class_options_text, feature_options_text
 from transforms.assemble.plan import edge_of, plan_roots
 from sinks.registry import Registry
+from sinks.selection import describe_deployment
 from sinks.sink import SinkSpec
 
 
@@ -14,9 +18,12 @@ def describe(spec: SinkSpec) -> List[str]:
     kind = "batch" if spec.is_batch else "per-row"
     lines = [f"sink {spec.name} ({kind}{', async' if spec.is_async else ''}) at {spec.location}",
              f"  root: {spec.root.__name__} keyed by {info(spec.root).primary.fqn}"]
+    if class_options_text(spec.root):
+        lines.append(f"  class {spec.root.__name__}: {class_options_text(spec.root)}")
     for item in spec.inputs:
         optional = " (optional)" if item.optional else ""
-        lines.append(f"  input {item.parameter}: {item.ref!r}{optional}")
+        options = feature_options_text(item.ref.leaf)
+        lines.append(f"  input {item.parameter}: {item.ref!r}{optional}{f' ({options})' if options else ''}")
         for step in item.ref.steps[:-1] + ((item.ref.leaf,) if item.is_has_many else ()):
             edge = edge_of(step)
             how = ("rows go to their parent's state by that key" if edge.child_keyed
@@ -26,18 +33,58 @@ def describe(spec: SinkSpec) -> List[str]:
     (plan,) = plan_roots([spec])
     for node in plan.root.post_order():
         if node.horizon is not None:
-            lines.append(f"  keeps {node.label} rows for {node.horizon} behind the entity's clock, then prunes them")
-    pacing = [f"{name}={value}" for name, value in (
+            lines.append(f"  keeps {node.label} rows for {show_setting(node.horizon)} behind the entity's clock, "
+                         "then prunes them")
+    pacing = [f"{name}={show_setting(value)}" for name, value in (
         ("buffer_size", spec.buffer_size), ("debounce", spec.debounce), ("max_delay", spec.max_delay))
         if value is not None]
     lines.append(f"  pacing: {', '.join(pacing) or 'none'}")
+    lines.append(f"  deployed: {describe_deployment(spec) or 'every environment, any tags'}")
     if spec.integration is not None and spec.output_model is not None:
         table = getattr(spec.output_model, "__tablename__", spec.output_model.__name__)
         mode = "upsert" if spec.upsert else "append"
-        lines.append(f"  writes: {mode} into {table} at {spec.integration!r}")
+        lines.append(f"  writes: {mode} into {table} at {describe_source(spec.integration)}")
     else:
         lines.append(f"  calls: {spec.module}.{spec.qualname}")
     return lines
+
+
+def show_setting(value: Any) -> str:
+    """A setting as a definition would spell it: durations in Chalk's grammar (``100ms``, ``1h30m``)."""
+    return show_duration(value) if isinstance(value, timedelta) else str(value)
+
+
+def show_duration(value: timedelta) -> str:
+    """``timedelta(seconds=90)`` as ``1m30s``, ``timedelta(0)`` as ``0s``, no limit as ``infinity``."""
+    if value >= INFINITY:
+        return "infinity"
+    micros = value // timedelta(microseconds=1)
+    if micros % 1000:
+        return f"{micros / 1000:g}ms"    # finer than Chalk's grammar goes
+    parts = []
+    remaining = micros // 1000
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        amount, remaining = divmod(remaining, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts) or "0s"
+
+
+def describe_source(source: Any) -> str:
+    """Where an integration writes, without its password, and saying so when the environment
+    variables it reads are not set (its URL would be just ``postgresql+psycopg2://``)."""
+    url = source.url
+    name = type(source).__name__
+    if url.get_backend_name() == "sqlite":
+        return f"{name}({url.database})" if url.database else f"{name} (in memory)"
+    if url.host or url.database or url.username:
+        shown = url.difference_update_query(["password"]).render_as_string(hide_password=True)
+        return f"{name}({shown!r})"
+    variables = list(getattr(source, "_env", {}).values())
+    prefix = f"{source.name}_" if getattr(source, "name", None) else ""
+    if variables:
+        return f"{name} (from the environment: {', '.join(prefix + v for v in variables)} not set)"
+    return f"{name} (no connection settings)"
 
 
 def explain(registry: Registry) -> str:

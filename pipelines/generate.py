@@ -6,15 +6,21 @@ parent declares a has-one relation to it, 5–25 per parent (spread over
 ``--days``) for a has-many. String features compared with literals in any sink's
 filters (``Transfer.status == "successful"``) take those literals, so filters match.
 The same arguments always give the same file.
+
+Updates are written in event-time order without holding them all: they are made in runs of
+``RUN_SIZE``, each run sorted and spilled to a temporary file, and the runs merged. Only the keys
+of classes that other classes hang from stay in memory (a key and a time per parent).
 """
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import random
+import tempfile
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from pipelines.sources import format_of
 from sinks.features import Feature, info
@@ -22,6 +28,16 @@ from sinks.filters import Comparison, Filter, IsIn
 from sinks.registry import Registry
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# Updates sorted in memory at a time (a run of 50,000 bank updates holds ~100 MB).
+RUN_SIZE = 50_000
+
+
+class Generated(NamedTuple):
+    """One sample update, with what orders it: its event time, then the order it was made in."""
+
+    at: datetime
+    seq: int
+    update: Dict[str, Any]
 
 
 def _literals(registry: Registry) -> Dict[Tuple[type, str], List[Any]]:
@@ -62,10 +78,12 @@ class _Generator:
             return fk, parent, many
         return None
 
-    def updates(self) -> List[Dict[str, Any]]:
+    def updates(self) -> Iterator[Generated]:
+        """Every update, in the order they are made (not yet by time)."""
         classes = list(self.registry.feature_classes.values())
+        parents = {p[1] for c in classes if (p := self.parent_of(c)) is not None}
         keys: Dict[type, List[Tuple[Any, datetime]]] = {}
-        out: List[Tuple[datetime, Dict[str, Any]]] = []
+        seq = 0
         pending = classes[:]
         while pending:
             ready = [c for c in pending if (p := self.parent_of(c)) is None or p[1] in keys or p[1] not in pending]
@@ -74,11 +92,12 @@ class _Generator:
             for cls in ready:
                 pending.remove(cls)
                 keys[cls] = []
+                primary = f"{info(cls).namespace}.{info(cls).primary.name}"
                 for update, at in self.rows_of(cls, keys):
-                    keys[cls].append((update[f"{info(cls).namespace}.{info(cls).primary.name}"], at))
-                    out.append((at, update))
-        out.sort(key=lambda pair: pair[0])
-        return [update for _, update in out]
+                    if cls in parents:
+                        keys[cls].append((update[primary], at))
+                    yield Generated(at, seq, update)
+                    seq += 1
 
     def rows_of(self, cls: type,
                 keys: Dict[type, List[Tuple[Any, datetime]]]) -> Iterator[Tuple[Dict[str, Any], datetime]]:
@@ -136,33 +155,89 @@ class _Generator:
 
 def generate(registry: Registry, entities: int, out: str, days: int = 180, seed: int = 1) -> int:
     """Writes sample updates to ``out`` (JSONL, CSV or Parquet, by its name); returns how many."""
-    updates = _Generator(registry, entities, days, seed).updates()
-    kind = format_of(out)
-    if kind == "jsonl":
-        with open(out, "w", encoding="utf-8") as handle:
-            for update in updates:
-                handle.write(json.dumps(update) + "\n")
-    elif kind == "csv":
-        columns = sorted({name for update in updates for name in update})
-        with open(out, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, columns)
-            writer.writeheader()
-            writer.writerows(updates)
-    else:
-        _write_parquet(updates, out)
-    return len(updates)
+    columns: Dict[str, Any] = {}          # every feature name written, with a sample value
+    with tempfile.TemporaryDirectory(prefix="sinks-generate-") as spill:
+        runs = _sorted_runs(_Generator(registry, entities, days, seed).updates(), spill, columns)
+        updates = heapq.merge(*(_read_run(run) for run in runs), key=lambda g: (g.at, g.seq))
+        kind = format_of(out)
+        if kind == "jsonl":
+            count = _write_jsonl(updates, out)
+        elif kind == "csv":
+            count = _write_csv(updates, sorted(columns), out)
+        else:
+            count = _write_parquet(updates, columns, out)
+        for run in runs:
+            run.close()
+    return count
 
 
-def _write_parquet(updates: Iterable[Dict[str, Any]], out: str) -> None:
+def _sorted_runs(updates: Iterator[Generated], spill: str, columns: Dict[str, Any]) -> List[IO[str]]:
+    """``updates`` in runs of ``RUN_SIZE``, each sorted by (time, seq) into a file under ``spill``."""
+    runs: List[IO[str]] = []
+    batch: List[Generated] = []
+    for generated in updates:
+        for name, value in generated.update.items():
+            if columns.get(name) is None:
+                columns[name] = value
+        batch.append(generated)
+        if len(batch) == RUN_SIZE:
+            runs.append(_spill(batch, spill))
+            batch = []
+    if batch:
+        runs.append(_spill(batch, spill))
+    return runs
+
+
+def _spill(batch: List[Generated], spill: str) -> IO[str]:
+    batch.sort(key=lambda g: (g.at, g.seq))
+    run = tempfile.TemporaryFile("w+", encoding="utf-8", dir=spill)
+    for generated in batch:
+        run.write(json.dumps([generated.at.isoformat(), generated.seq, generated.update]) + "\n")
+    run.seek(0)
+    return run
+
+
+def _read_run(run: IO[str]) -> Iterator[Generated]:
+    for line in run:
+        at, seq, update = json.loads(line)
+        yield Generated(datetime.fromisoformat(at), seq, update)
+
+
+def _write_jsonl(updates: Iterable[Generated], out: str) -> int:
+    count = 0
+    with open(out, "w", encoding="utf-8") as handle:
+        for generated in updates:
+            handle.write(json.dumps(generated.update) + "\n")
+            count += 1
+    return count
+
+
+def _write_csv(updates: Iterable[Generated], columns: List[str], out: str) -> int:
+    count = 0
+    with open(out, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        for generated in updates:
+            writer.writerow(generated.update)
+            count += 1
+    return count
+
+
+def _write_parquet(updates: Iterable[Generated], columns: Dict[str, Any], out: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    rows = list(updates)
-    columns = sorted({name for update in rows for name in update})
-    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema(
-        [pa.field(c, _arrow_type(rows, c)) for c in columns])), out)
-
-
-def _arrow_type(rows: List[Dict[str, Any]], column: str) -> Any:
-    import pyarrow as pa
-    sample = next((r[column] for r in rows if r.get(column) is not None), None)
-    return {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}.get(type(sample), pa.string())
+    kinds = {bool: pa.bool_(), int: pa.int64(), float: pa.float64()}
+    schema = pa.schema([pa.field(name, kinds.get(type(columns[name]), pa.string())) for name in sorted(columns)])
+    count = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        rows: List[Dict[str, Any]] = []
+        for generated in updates:
+            rows.append(generated.update)
+            if len(rows) == RUN_SIZE:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                count += len(rows)
+                rows = []
+        if rows or not count:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            count += len(rows)
+    return count

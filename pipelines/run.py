@@ -2,41 +2,46 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from typing import Any, Iterable, List, Optional, Tuple
+from collections import Counter
+from typing import Any, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import sqlalchemy
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
-from pipelines.build import JobSettings, build_job, selected_sinks
-from pipelines.options import SinkOptions
-from pipelines.live import ReadDirectory
+from pipelines import progress
+from pipelines.build import JobSettings, build_job, source_from_url
+from pipelines.errors import CommandError
+from pipelines.live import LIVE_RUNNERS, ReadDirectory
+from pipelines.live_clock import LiveClock
+from pipelines.options import SinkOptions, check_url, write_retry
 from pipelines.sources import ReadUpdates, check_input, is_stream_url, json_record, read_stream
-from pipelines.summary import counters, summary_table
+from pipelines.summary import counters, show_value, summary_table
 from sinks.registry import Registry
+from sinks.selection import select_sinks
+from sinks.sink import Sink
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.resolve import ResolveMessages
-from transforms.testing import direct_runner_test_clock
+from transforms.sql.schema import SchemaMismatchError
 
 LOCAL_BATCH_RUNNER = "FnApiRunner"
 LOCAL_STREAMING_RUNNER = "BundleBasedDirectRunner"
-
-
-class OptionError(ValueError):
-    """A pipeline option Beam does not know."""
+ROWS_NOT_WRITTEN = 3     # exit status of a run that finished but abandoned some writes
 
 
 def pipeline_options(beam_args: List[str], runner: str | None, streaming: bool) -> PipelineOptions:
-    """Beam options from the arguments ``run`` does not consume; unknown ones are an error
-    (Beam itself only logs and drops them)."""
-    parser = _BeamArgumentParser(allow_abbrev=False)
+    """Beam options from the arguments ``run`` does not consume; unknown ones are a
+    :class:`CommandError` (Beam itself only logs and drops them)."""
+    parser = _OptionParser(allow_abbrev=False)
     for cls in _option_classes(PipelineOptions):
         cls._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(beam_args)
     if unknown:
-        raise OptionError(f"unknown option(s): {' '.join(unknown)}")
+        raise CommandError(f"unknown option(s): {' '.join(unknown)}")
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     standard.streaming = streaming or standard.streaming
@@ -46,6 +51,13 @@ def pipeline_options(beam_args: List[str], runner: str | None, streaming: bool) 
     return options
 
 
+class _OptionParser(_BeamArgumentParser):
+    """Beam's option parser, reporting a bad value as one line (a :class:`CommandError`)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandError(message)
+
+
 def _option_classes(base: Any) -> Iterable[Any]:
     cls: Any
     for cls in base.__subclasses__():
@@ -53,23 +65,20 @@ def _option_classes(base: Any) -> Iterable[Any]:
         yield from _option_classes(cls)
 
 
-class _Progress(beam.DoFn):
-    """Prints how many updates this worker has read, and how fast, every few seconds."""
-
-    def __init__(self, every: float = 5.0) -> None:
-        self.every = every
-
-    def setup(self) -> None:
-        self._count, self._start = 0, time.monotonic()
-        self._next = self._start + self.every
-
-    def process(self, update: Any) -> Iterable[Any]:
-        self._count += 1
-        if self._count & 1023 == 0 and time.monotonic() >= self._next:
-            elapsed = time.monotonic() - self._start
-            print(f"read {self._count:,} updates ({self._count / elapsed:,.0f}/s)", file=sys.stderr, flush=True)
-            self._next = time.monotonic() + self.every
-        yield update
+def chosen_sinks(registry: Registry, names: Iterable[str], environment: Optional[str] = None,
+                 tags: Sequence[str] = ()) -> List[Sink]:
+    """The sinks to run: those named, or all, deployed in ``environment`` with ``tags``
+    (``sinks.selection``); a :class:`CommandError` names the known ones."""
+    if not registry.sinks:
+        raise CommandError("the definitions declare no sink (decorate a function with @sink)")
+    unknown = [name for name in names if name not in registry.sinks]
+    if unknown:
+        raise CommandError(f"--sink: no sink named '{unknown[0]}' (sinks: {', '.join(sorted(registry.sinks))})")
+    named = [registry.sinks[name] for name in names] or list(registry.sinks.values())
+    try:
+        return select_sinks(named, environment, tags)
+    except KeyError as error:
+        raise CommandError(str(error.args[0])) from None
 
 
 def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOptions, str, Optional[ReadDirectory]]:
@@ -78,9 +87,15 @@ def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOp
         return pipeline_options(beam_args, args.runner, streaming=True), args.input, None
     if args.follow:
         # Real-time timers on a local runner need the BundleBasedDirectRunner (with its clock).
-        live = ReadDirectory(args.input, stop_after=args.stop_after)
         options = pipeline_options(beam_args, args.runner or LOCAL_STREAMING_RUNNER, streaming=False)
-        return options, f"files arriving in {args.input}", live
+        runner = options.view_as(StandardOptions).runner
+        if runner.rsplit(".", 1)[-1] not in LIVE_RUNNERS:
+            raise CommandError(f"--follow runs on the DirectRunner only (--runner {LOCAL_STREAMING_RUNNER}), "
+                               f"not {runner}: that runner would not read the directory")
+        if not os.path.isdir(args.input):
+            raise CommandError(f"--input {args.input}: with --follow, a directory to watch")
+        return options, f"files arriving in {args.input}", ReadDirectory(
+            args.input, stop_after=args.stop_after, raw=args.resolver is not None)
     files = check_input(args.input, args.input_format)
     return pipeline_options(beam_args, args.runner, args.streaming), f"{files} file(s)", None
 
@@ -91,79 +106,163 @@ def _read(pipeline: beam.Pipeline, args: argparse.Namespace, live: Optional[Read
     if live is None and not is_stream_url(args.input):
         read = pipeline | "ReadUpdates" >> ReadUpdates(args.input, args.input_format, raw=raw)
         return read.updates, [read[DEAD_LETTERS]]
-    messages = pipeline | ("WatchDirectory" >> live if live is not None else "ReadStream" >> read_stream(args.input))
+    if live is not None:
+        watched = pipeline | "WatchDirectory" >> live
+        return watched.updates, [watched[DEAD_LETTERS]]
+    messages = pipeline | "ReadStream" >> read_stream(args.input)
     if raw:
         return messages, []
     parsed = messages | "ParseJson" >> beam.Map(json_record).with_outputs(DEAD_LETTERS, main="updates")
     return parsed.updates, [parsed[DEAD_LETTERS]]
 
 
+def _check_integrations(chosen: List[Sink], database_url: Optional[str]) -> None:
+    """Every database URL the run will use, checked before anything runs."""
+    if database_url:
+        return   # checked with the other flags
+    for sink in chosen:
+        if sink.spec.integration is not None:
+            where = f"sink {sink.spec.name}: {type(sink.spec.integration).__name__}"
+            try:
+                url = sink.spec.integration.url
+            except ValueError:
+                raise CommandError(f"{where}: the port must be a number from 1 to 65535") from None
+            check_url(url, where)
+
+
 def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) -> int:
     """Builds and runs the job; prints the summary; returns the exit code."""
-    chosen = selected_sinks(registry, args.sink or ())
-    resolver = registry.resolver(args.resolver) if args.resolver else None
+    chosen = chosen_sinks(registry, args.sink or (), args.environment, args.tag or ())
+    if args.resolver and args.resolver not in registry.resolvers:
+        raise CommandError(f"--resolver: no stream resolver named '{args.resolver}' "
+                           f"(resolvers: {', '.join(sorted(registry.resolvers)) or 'none'})")
+    resolver = registry.resolvers[args.resolver] if args.resolver else None
+    _check_integrations(chosen, args.database_url)
     options, where, live = _options(args, beam_args)
+    is_live = live is not None or is_stream_url(args.input)
+    clock = LiveClock() if live is not None else None
     settings = JobSettings(
         sink_names=[s.spec.name for s in chosen], dead_letters=args.dead_letters,
-        num_shards=args.num_shards, create_tables=True if args.create_tables else None,
-        database_url=args.database_url, retry=options.view_as(SinkOptions).retry_policy(),
-        clock=direct_runner_test_clock if live is not None else None)
-    pipeline = beam.Pipeline(options=options)
-    records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
-    records = records | "Progress" >> beam.ParDo(_Progress())
-    if resolver is not None:
-        resolved = records | ResolveMessages(resolver)
-        records = resolved.updates
-        dead_letters.append(resolved[DEAD_LETTERS])
-    build_job(records, registry, settings, extra_dead_letters=dead_letters)
+        num_shards=args.num_shards, write_shards=args.write_shards,
+        create_tables=True if args.create_tables else None, database_url=args.database_url,
+        retry=options.view_as(SinkOptions).retry_policy(), write_retry=write_retry(args, is_live),
+        clock=clock, **({"allowed_lateness": args.allowed_lateness} if args.allowed_lateness is not None else {}))
+    try:
+        pipeline = beam.Pipeline(options=options)
+    except ValueError as error:   # Beam refuses the runner it was asked for
+        raise CommandError(f"--runner: {str(error).splitlines()[0]}") from None
+    try:
+        records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
+        if progress.wanted():
+            total = None if is_live else progress.records_in(args.input, args.input_format)
+            records = records | "Progress" >> beam.ParDo(progress.ShowProgress(total))
+        if resolver is not None:
+            resolved = records | ResolveMessages(resolver)
+            records = resolved.updates
+            dead_letters.append(resolved[DEAD_LETTERS])
+        try:
+            build_job(records, registry, settings, extra_dead_letters=dead_letters)
+        except SchemaMismatchError as error:
+            raise CommandError(str(error).replace("pass create_tables=True", "pass --create-tables")) from error
+        except sqlalchemy.exc.DBAPIError as error:
+            first = str(error.orig if error.orig is not None else error).strip().splitlines()
+            raise CommandError(f"cannot use the database: {first[0] if first else type(error).__name__}") from error
+    except BaseException:
+        if live is not None:
+            live.stop()   # it listens for SIGTERM/SIGINT from the moment it is built
+        raise
     print(f"running {len(chosen)} sink(s) on {where} with {options.view_as(StandardOptions).runner}",
           file=sys.stderr)
     started = time.monotonic()
     try:
-        result = pipeline.run()
+        if clock is not None:
+            with clock.capturing():
+                result = pipeline.run()
+        else:
+            result = pipeline.run()
         state = result.wait_until_finish()
     finally:
         if live is not None:
             live.stop()
+        if clock is not None:
+            clock.release()
+    if live is not None and str(state).endswith("DONE"):
+        live.commit()   # every output of the files read is committed: mark them done
     elapsed = time.monotonic() - started
     print(summary_table(result, settings.sink_names))
+    stored = _rows_stored(chosen, settings)
+    if stored:
+        print("tables now hold: " + ", ".join(f"{table} {rows:,} rows" for table, rows in stored))
     if options.view_as(StandardOptions).runner in ("BundleBasedDirectRunner", "DirectRunner"):
         print("note: the DirectRunner reports the metrics of only some bundles; counts above may be low")
-    parsed = counters(result).get("sinks.assemble", {})
-    count = parsed.get("updates", 0) + parsed.get("dead_letters", 0)
+    # Records read, not updates parsed plus dead letters: an update missing one join key is both.
+    values = counters(result)
+    count = max(values.get("sinks.source", {}).get("updates_read", 0),
+                values.get("sinks.assemble", {}).get("updates", 0))
     print(f"{count:,} updates in {elapsed:.1f} s ({count / max(elapsed, 1e-9):,.0f}/s)")
     if args.show_rows:
         print(first_rows(chosen, settings, args.show_rows))
     letters = _dead_letters_since(settings.dead_letters, time.time() - elapsed - 1)
     if letters:
-        print(f"{letters:,} dead letter(s) written under {os.path.abspath(settings.dead_letters)}/")
-    return 0 if str(state).endswith("DONE") else 1
+        print(f"{sum(letters.values()):,} dead letter(s) written under {os.path.abspath(settings.dead_letters)}/ "
+              f"({', '.join(f'{stage}: {n:,}' for stage, n in sorted(letters.items()))})")
+    if not str(state).endswith("DONE"):
+        return 1
+    if letters.get("write"):
+        print(f"NOT WRITTEN: {letters['write']:,} row(s) were given up on by their writers and are only in the "
+              "dead letters (see the write dead letters' errors)")
+        return ROWS_NOT_WRITTEN
+    return 0
 
 
-def _dead_letters_since(directory: str, since: float) -> int:
-    """Records in the dead-letter files this run wrote (counted from the files: metrics may miss some)."""
+def _dead_letters_since(directory: str, since: float) -> Counter:
+    """Records per stage in the dead-letter files this run wrote (counted from the files:
+    metrics may miss some)."""
+    stages: Counter = Counter()
     if not os.path.isdir(directory):
-        return 0
-    count = 0
+        return stages
     for entry in os.scandir(directory):
         if entry.name.endswith(".jsonl") and entry.stat().st_mtime >= since:
             with open(entry.path, "rb") as handle:
-                count += sum(1 for _ in handle)
-    return count
+                for line in handle:
+                    try:
+                        stages[json.loads(line).get("stage") or "unknown"] += 1
+                    except ValueError:
+                        stages["unknown"] += 1
+    return stages
 
 
-def first_rows(chosen: List[Any], settings: JobSettings, limit: int) -> str:
-    """The first ``limit`` rows of each table the integration sinks wrote, as text."""
-    import sqlalchemy
-
-    from pipelines.build import source_from_url
-    blocks = []
+def _tables(chosen: List[Sink], settings: JobSettings) -> Iterable[Tuple[Any, Any]]:
+    """Each integration sink's table and the source it is written to."""
     for sink in chosen:
         spec = sink.spec
-        if spec.integration is None:
-            continue
-        source = source_from_url(settings.database_url) if settings.database_url else spec.integration
-        table = spec.output_model.__table__
+        if spec.integration is not None and spec.output_model is not None:
+            source = source_from_url(settings.database_url) if settings.database_url else spec.integration
+            yield getattr(spec.output_model, "__table__"), source
+
+
+def _rows_stored(chosen: List[Sink], settings: JobSettings) -> List[Tuple[str, int]]:
+    """How many rows each table written holds now (an upsert of a key already there adds none);
+    empty when a database cannot be asked."""
+    found = []
+    try:
+        for table, source in _tables(chosen, settings):
+            engine = source.create_engine()
+            try:
+                with engine.connect() as connection:
+                    total = connection.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(table)).scalar()
+            finally:
+                engine.dispose()
+            found.append((table.name, int(total or 0)))
+    except sqlalchemy.exc.DBAPIError:
+        return []
+    return found
+
+
+def first_rows(chosen: List[Sink], settings: JobSettings, limit: int) -> str:
+    """The first ``limit`` rows of each table the integration sinks wrote, as text."""
+    blocks = []
+    for table, source in _tables(chosen, settings):
         engine = source.create_engine()
         try:
             with engine.connect() as connection:
@@ -172,6 +271,6 @@ def first_rows(chosen: List[Any], settings: JobSettings, limit: int) -> str:
         finally:
             engine.dispose()
         lines = [f"{table.name} ({total:,} rows, first {len(rows)}):", "  " + " | ".join(table.columns.keys())]
-        lines += ["  " + " | ".join(str(value) for value in row) for row in rows]
+        lines += ["  " + " | ".join(show_value(value) for value in row) for row in rows]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

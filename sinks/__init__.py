@@ -2,23 +2,26 @@
 
     from sinks import features, Primary, FeatureTime, DataFrame, after, sink, PostgreSQLSource
 """
-from sinks.dataframe import DataFrame
+from sinks.dataframe import DataFrame, op
 from sinks.durations import parse_duration
 from sinks.errors import DefinitionError, FeatureNotFoundError
-from sinks.features import (
-    Feature, Features, FeatureTime, Primary, Ref, feature, features, has_many, has_one,
-)
+from sinks.features import Feature, Features, FeatureTime, Primary, Ref, features, has_many, has_one
 from sinks.filters import after, before
 from sinks.integrations import (
-    MySQLSource, PostgreSQLSource, SQLiteFileSource, SQLiteInMemorySource, SQLiteSource, SQLSource,
+    BigQuerySource, ClickhouseSource, CloudSQLSource, DatabricksSource, MSSQLSource, MySQLSource,
+    PostgreSQLSource, RedshiftSource, SnowflakeSource, SQLiteFileSource, SQLiteInMemorySource, SQLiteSource,
+    SQLSource, TrinoSource,
 )
+from sinks.options import feature
 from sinks.registry import Registry, load
 from sinks.sink import Sink, SinkInput, SinkSpec, sink
 from sinks.stream import StreamResolver, stream
 
 __all__ = [
-    "DataFrame", "DefinitionError", "Feature", "FeatureNotFoundError", "FeatureTime", "Features",
-    "MySQLSource", "PostgreSQLSource", "Primary", "Ref", "Registry", "SQLSource", "SQLiteFileSource",
-    "SQLiteInMemorySource", "SQLiteSource", "Sink", "SinkInput", "SinkSpec", "StreamResolver", "after",
-    "before", "feature", "features", "has_many", "has_one", "load", "parse_duration", "sink", "stream",
+    "after", "before", "BigQuerySource", "ClickhouseSource", "CloudSQLSource", "DatabricksSource",
+    "DataFrame", "DefinitionError", "Feature", "feature", "FeatureNotFoundError", "features", "Features",
+    "FeatureTime", "has_many", "has_one", "load", "MSSQLSource", "MySQLSource", "op", "parse_duration",
+    "PostgreSQLSource", "Primary", "RedshiftSource", "Ref", "Registry", "Sink", "sink", "SinkInput",
+    "SinkSpec", "SnowflakeSource", "SQLiteFileSource", "SQLiteInMemorySource", "SQLiteSource", "SQLSource",
+    "stream", "StreamResolver", "TrinoSource",
 ]

@@ -25,12 +25,14 @@ import re
 import sys
 import types
 import typing
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from sinks.errors import DefinitionError, FeatureNotFoundError, located
-from sinks.filters import And, Comparison, Filter, IsIn, TimeWindow
+from sinks.filters import And, Comparison, Filter, IsIn, IsNull, Not, TimeWindow
+from sinks.options import NO_DEFAULT, ClassOptions, FeatureOptions, check_feature_options, tags_of
 
 
 class UnresolvedAnnotation(DefinitionError, NameError):
@@ -60,17 +62,6 @@ class Primary:
 
     def __class_getitem__(cls, item: Any) -> Any:
         return Annotated[item, PRIMARY]
-
-
-@dataclass(frozen=True)
-class FeatureOptions:
-    primary: bool = False
-    description: Optional[str] = None
-
-
-def feature(*, primary: bool = False, description: Optional[str] = None) -> Any:
-    """Options for one feature, given as its default: ``uuid: str = feature(primary=True)``."""
-    return FeatureOptions(primary=primary, description=description)
 
 
 @dataclass(frozen=True)
@@ -122,27 +113,76 @@ class Ref:
     ``User.account.title`` is ``Ref(User, (User.account, Account.title))``;
     its ``fqn`` is ``user.account.title``, the column name it gets in a
     ``DataFrame``.
+
+    A user's feature may have any name, so a path ending in a has-one relation
+    resolves a name among the related class's features first (``Trip.driver.name``
+    is Driver's ``name``, whatever Ref or Feature call ``name``); the path's own
+    state lives in underscore slots (``_root``, ``_steps``...), which no feature
+    can be called, and code that may meet such a path reads those.
     """
 
     def __init__(self, root: type, steps: Tuple["Feature", ...],
                  filters: Tuple[Filter, ...] = (), projection: Tuple["Ref", ...] = ()) -> None:
-        self.root = root
-        self.steps = steps
-        self.filters = filters
-        self.projection = projection
+        self._root = root
+        self._steps = steps
+        self._filters = filters
+        self._projection = projection
+
+    def __getattribute__(self, name: str) -> Any:
+        if name[0] != "_":
+            child = object.__getattribute__(self, "_child")(name)
+            if child is not None:
+                return child
+        return object.__getattribute__(self, name)
+
+    def _child(self, name: str) -> Optional["Ref"]:
+        """The path one step further when this path ends in a has-one relation with a feature ``name``."""
+        try:
+            related = self.__dict__["_has_one"]
+        except KeyError:
+            leaf = self._steps[-1]
+            try:
+                related = leaf._related if leaf.kind == "has_one" else None
+            except DefinitionError:
+                return None   # its class is not defined yet: nothing can be shadowed by it
+            self.__dict__["_has_one"] = related
+        if related is None:
+            return None
+        target = info(related).features.get(name)
+        return None if target is None else Ref(self._root, self._steps + (target,))
+
+    @property
+    def root(self) -> type:
+        return self._root
+
+    @property
+    def steps(self) -> Tuple["Feature", ...]:
+        return self._steps
+
+    @property
+    def filters(self) -> Tuple[Filter, ...]:
+        return self._filters
+
+    @property
+    def projection(self) -> Tuple["Ref", ...]:
+        return self._projection
 
     @property
     def leaf(self) -> "Feature":
-        return self.steps[-1]
+        return self._steps[-1]
 
     @property
     def fqn(self) -> str:
-        return ".".join([info(self.root).namespace] + [step.name for step in self.steps])
+        return ".".join([info(self._root).namespace] + [step.name for step in self._steps])
 
-    def __getattr__(self, name: str) -> "Ref":
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        leaf = self.leaf
+        leaf = self._steps[-1]
+        if leaf is not self and len(self._steps) == 1 and not self._filters and not self._projection:
+            # ``Trip.driver`` stands for the feature itself: its options (``kind``, ``related``...)
+            # read through, after the related class's features (``__getattribute__``).
+            return getattr(leaf, name)
         if leaf.kind == "has_many":
             raise DefinitionError(
                 f"{self!r} is a has-many relation: select its features with a subscript, "
@@ -153,50 +193,52 @@ class Ref:
         target = info(related).features.get(name)
         if target is None:
             raise _no_such_feature(related, name, 1)
-        return Ref(self.root, self.steps + (target,))
+        return Ref(self._root, self._steps + (target,))
 
     def __getitem__(self, items: Any) -> "Ref":
-        leaf = self.leaf
+        leaf = self._steps[-1]
         if leaf.kind != "has_many":
             raise DefinitionError(f"{self!r} is not a has-many relation and takes no subscript")
         related = leaf.related
-        filters, projection = list(self.filters), list(self.projection)
+        filters, projection = list(self._filters), list(self._projection)
         for item in items if isinstance(items, tuple) else (items,):
             if isinstance(item, Filter):
                 _check_filter(self, related, item)
                 filters.append(item)
             elif isinstance(item, Ref):
                 _check_related_ref(self, related, item)
-                projection.append(item)
+                projection.append(as_feature(item) or item)
+            elif isinstance(item, bool):
+                raise DefinitionError(_bool_subscript(self, related, item))
             else:
                 raise DefinitionError(
                     f"{self!r}[{item!r}]: a subscript takes filters such as "
                     f"{related.__name__}.x == 1 or after(days_ago=60), or features of {related.__name__}")
-        return Ref(self.root, self.steps, tuple(filters), tuple(projection))
+        return Ref(self._root, self._steps, tuple(filters), tuple(projection))
 
     # Comparisons build filters, as in Chalk; identity stays the hash.
     __hash__ = object.__hash__
 
-    def __eq__(self, other: Any) -> Comparison:  # type: ignore[override]
-        return Comparison(self, "==", other)
+    def __eq__(self, other: Any) -> Filter:  # type: ignore[override]
+        return _compare(self, "==", other)
 
-    def __ne__(self, other: Any) -> Comparison:  # type: ignore[override]
-        return Comparison(self, "!=", other)
+    def __ne__(self, other: Any) -> Filter:  # type: ignore[override]
+        return _compare(self, "!=", other)
 
-    def __lt__(self, other: Any) -> Comparison:
-        return Comparison(self, "<", other)
+    def __lt__(self, other: Any) -> Filter:
+        return _compare(self, "<", other)
 
-    def __le__(self, other: Any) -> Comparison:
-        return Comparison(self, "<=", other)
+    def __le__(self, other: Any) -> Filter:
+        return _compare(self, "<=", other)
 
-    def __gt__(self, other: Any) -> Comparison:
-        return Comparison(self, ">", other)
+    def __gt__(self, other: Any) -> Filter:
+        return _compare(self, ">", other)
 
-    def __ge__(self, other: Any) -> Comparison:
-        return Comparison(self, ">=", other)
+    def __ge__(self, other: Any) -> Filter:
+        return _compare(self, ">=", other)
 
     def is_in(self, values: Any) -> IsIn:
-        return IsIn(self, values)
+        return IsIn(as_feature(self) or self, values)
 
     # ``User.email | None`` spells Optional[User.email] in a sink signature.
     def __or__(self, other: Any) -> Any:
@@ -207,9 +249,34 @@ class Ref:
     __ror__ = __or__
 
     def __repr__(self) -> str:
-        text = ".".join([self.root.__name__] + [step.name for step in self.steps])
-        parts = [repr(f) for f in self.filters] + [repr(p) for p in self.projection]
+        text = ".".join([self._root.__name__] + [step.name for step in self._steps])
+        parts = [repr(f) for f in self._filters] + [repr(p) for p in self._projection]
         return f"{text}[{', '.join(parts)}]" if parts else text
+
+
+def as_feature(ref: Any) -> Optional["Feature"]:
+    """The feature a one-step path stands for (``Trip.driver`` is the feature ``driver``), else None."""
+    if isinstance(ref, Feature):
+        return ref
+    if isinstance(ref, Ref) and len(ref._steps) == 1 and not ref._filters and not ref._projection:
+        return ref._steps[0]
+    return None
+
+
+def _compare(ref: Ref, op: str, value: Any) -> Filter:
+    """``ref <op> value`` over features (never one-step paths), so filters hold what joins and plans hold;
+    ``== None`` and ``!= None`` mean is-null and is-not-null, as in Chalk."""
+    left = as_feature(ref) or ref
+    if value is None and op in ("==", "!="):
+        return IsNull(left) if op == "==" else Not(IsNull(left))
+    right = as_feature(value) or value
+    return Comparison(left, op, right)
+
+
+def _bool_subscript(relation: Ref, related: type, item: bool) -> str:
+    return (f"{relation!r}[{item!r}]: Python evaluated this filter to {item} before the subscript saw it; "
+            f"`in` and `is` cannot be overloaded: write {related.__name__}.x.is_in([...]) instead of "
+            f"`x in (...)`, and {related.__name__}.x == None (or != None) instead of `x is None`")
 
 
 def _no_such_feature_of_scalar(ref: Ref, name: str) -> FeatureNotFoundError:
@@ -219,7 +286,7 @@ def _no_such_feature_of_scalar(ref: Ref, name: str) -> FeatureNotFoundError:
 
 
 def _check_related_ref(relation: Ref, related: type, ref: Ref) -> None:
-    if ref.root is not related or len(ref.steps) != 1:
+    if ref._root is not related or len(ref._steps) != 1:
         raise DefinitionError(
             f"{relation!r}[...]: {ref!r} is not a feature of {related.__name__}")
 
@@ -227,16 +294,17 @@ def _check_related_ref(relation: Ref, related: type, ref: Ref) -> None:
 def _check_filter(relation: Ref, related: type, item: Filter) -> None:
     for ref in item.refs():
         _check_related_ref(relation, related, ref)
-    for window in _windows(item):
+    for window in windows_of(item):
         window.time_ref(related)
 
 
-def _windows(item: Filter) -> Iterator[TimeWindow]:
+def windows_of(item: Filter) -> Iterator[TimeWindow]:
+    """Every ``after()``/``before()`` inside a filter expression."""
     if isinstance(item, TimeWindow):
         yield item
     for child in ("left", "right", "inner"):
         if hasattr(item, child):
-            yield from _windows(getattr(item, child))
+            yield from windows_of(getattr(item, child))
 
 
 class Feature(Ref):
@@ -244,7 +312,7 @@ class Feature(Ref):
 
     def __init__(self, owner: type, name: str, annotation: Any, default: Any) -> None:
         super().__init__(owner, ())
-        self.steps = (self,)
+        self._steps = (self,)
         self.owner = owner
         self.name = name
         self._annotation = annotation
@@ -259,11 +327,63 @@ class Feature(Ref):
         self.is_feature_time = False
         self.foreign_key: Optional[Feature] = None
         self._related: Optional[type] = None
-        self.description = default.description if isinstance(default, FeatureOptions) else None
+        options = default if isinstance(default, FeatureOptions) else FeatureOptions(
+            default=NO_DEFAULT if default is None or isinstance(default, Relation) else default)
+        self.options = options
+        self.description = options.description
+        self.version = options.version
+        self.dtype = options.dtype
+        self.constraints = options.constraints
+
+    @property
+    def owner_email(self) -> Optional[str]:
+        """Chalk's ``owner=`` (of the feature, else of its class); ``owner`` is the class."""
+        return self.options.owner or info(self.owner).options.owner
+
+    @property
+    def tags(self) -> Tuple[str, ...]:
+        """The class's tags, then the feature's own."""
+        return info(self.owner).options.tags + tuple(
+            t for t in self.options.tags if t not in info(self.owner).options.tags)
+
+    @property
+    def max_staleness(self) -> Any:
+        return self.options.max_staleness if self.options.max_staleness is not None else \
+            info(self.owner).options.max_staleness
+
+    @property
+    def etl_offline_to_online(self) -> Optional[bool]:
+        own = self.options.etl_offline_to_online
+        return own if own is not None else info(self.owner).options.etl_offline_to_online
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the feature declares a default (``x: int = 0`` or ``feature(default=0)``)."""
+        return self.options.default is not NO_DEFAULT
+
+    @property
+    def default(self) -> Any:
+        """The value an entity that never received this feature has (None without a default)."""
+        return None if self.options.default is NO_DEFAULT else self.options.default
 
     def __reduce__(self) -> Any:
         # Unpickle to the feature of the (importable) class, keeping identity.
-        return getattr, (self.owner, self.name)
+        return feature_of, (self.owner, self.name)
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        """``Trip.driver``: a has-one feature, read from its class, is the path to it, whose
+        attributes are the related class's features first (``Trip.driver.name``)."""
+        if instance is not None or object.__getattribute__(self, "_resolving"):
+            return self
+        try:
+            if self.kind != "has_one":
+                return self
+        except DefinitionError:
+            return self   # read while the file is loading, before the related class exists
+        path = self.__dict__.get("_path")
+        if path is None:
+            path = self.__dict__["_path"] = Ref(self.owner, (self,))
+        return path
 
     @property
     def related(self) -> type:
@@ -328,9 +448,9 @@ class Feature(Ref):
             raise DefinitionError(
                 f"{self!r}: a {'has_many' if relation.many else 'has_one'} relation must be "
                 f"annotated with {expected}, not {annotation!r}")
-        elif isinstance(annotation, Feature):
-            self.kind, self.foreign_key = "scalar", annotation
-            self.type = annotation.type
+        elif (key := as_feature(annotation)) is not None:
+            self.kind, self.foreign_key = "scalar", key
+            self.type = key.type
         elif isinstance(annotation, Ref):
             raise DefinitionError(
                 f"{self!r}: a foreign key must name a feature of another class, not the path {annotation!r}")
@@ -338,6 +458,8 @@ class Feature(Ref):
             self.kind, self.type = "scalar", annotation
         if (self.primary or self.is_feature_time) and self.kind != "scalar":
             raise DefinitionError(f"{self!r}: a relation cannot be a primary key or FeatureTime")
+        if self.kind == "scalar":
+            check_feature_options(self, self.options)
 
 
 _LAZY = frozenset(
@@ -420,10 +542,22 @@ def _implicit_join(relation_feature: Feature) -> Join:
     candidates = [
         (fk.foreign_key, fk) for fk in info(related).scalars
         if fk.foreign_key is not None and fk.foreign_key.owner is owner]
-    if relation_feature.kind == "has_one":
-        candidates += [
-            (fk, fk.foreign_key) for fk in info(owner).scalars
-            if fk.foreign_key is not None and fk.foreign_key.owner is related]
+    # The owner's own column naming the related class's: a has-one's foreign key, or (for a
+    # has-many) the owner's primary key annotated with the children's column (``id: Tradeline.user_id``).
+    candidates += [
+        (fk, fk.foreign_key) for fk in info(owner).scalars
+        if fk.foreign_key is not None and fk.foreign_key.owner is related
+        and (relation_feature.kind == "has_one" or fk is info(owner).primary)
+        and not any(a is fk.foreign_key and b is fk for a, b in candidates)]
+    if not candidates:
+        inverse = _inverse_joins(relation_feature)
+        if len(inverse) == 1:
+            return inverse[0][1]
+        if inverse:
+            raise DefinitionError(
+                f"{relation_feature!r}: ambiguous join from {owner.__name__} to {related.__name__}: "
+                f"{' and '.join(repr(r) for r, _ in inverse)} all relate {related.__name__} to "
+                f"{owner.__name__}; declare the join with a lambda")
     if not candidates:
         declare = "has_many" if relation_feature.kind == "has_many" else "has_one"
         raise DefinitionError(
@@ -438,6 +572,21 @@ def _implicit_join(relation_feature: Feature) -> Join:
     return Join((candidates[0],))
 
 
+def _inverse_joins(relation_feature: Feature) -> List[Tuple[Feature, Join]]:
+    """Joins the related class declares with a lambda on a relation back to the owner
+    (``Author.books = has_many(lambda: Book.author_id == Author.id)`` joins ``Book.author: Author``),
+    turned round, with the relation that declares each."""
+    owner, related = relation_feature.owner, relation_feature.related
+    found: List[Tuple[Feature, Join]] = []
+    for other in info(related).features.values():
+        if other is relation_feature or not isinstance(other._default, Relation):
+            continue
+        if other.kind in ("has_one", "has_many") and other.related is owner:
+            pairs = other.join.pairs
+            found.append((other, Join(tuple((mine, theirs) for theirs, mine in pairs))))
+    return found
+
+
 class FeatureClassInfo:
     """What ``@features`` learned about one class."""
 
@@ -449,6 +598,7 @@ class FeatureClassInfo:
         self._primary: Optional[Feature] = None
         self._feature_time: Optional[Feature] = None
         self._validated = False
+        self.options = ClassOptions()
 
     @property
     def primary(self) -> Feature:
@@ -496,6 +646,11 @@ class FeatureClassInfo:
                 f.join
 
 
+def feature_of(cls: type, name: str) -> Feature:
+    """The feature ``name`` of a feature class (``Trip.driver`` reads as a path when it is a has-one)."""
+    return info(cls).features[name]
+
+
 def info(cls: type) -> FeatureClassInfo:
     """The :class:`FeatureClassInfo` of a feature class."""
     try:
@@ -534,8 +689,28 @@ def _repr(self: Any) -> str:
     return f"{type(self).__name__}({values})"
 
 
-def features(cls: Optional[type] = None, *, name: Optional[str] = None) -> Any:
-    """Declare a feature class; its namespace is the snake-cased class name unless ``name=``."""
+def features(cls: Optional[type] = None, *, name: Optional[str] = None, owner: Optional[str] = None,
+             tags: Union[None, str, List[str], Tuple[str, ...]] = None, description: Optional[str] = None,
+             max_staleness: Any = None, etl_offline_to_online: Optional[bool] = None,
+             singleton: bool = False) -> Any:
+    """Declare a feature class; its namespace is the snake-cased class name unless ``name=``.
+
+    Chalk's other keywords describe the class (``explain`` shows them): ``owner``, ``tags`` and
+    ``description`` (default: the docstring); ``max_staleness`` and ``etl_offline_to_online`` are
+    the defaults of its features' own. ``singleton=True`` is accepted, but a class here still
+    needs a primary key: updates are keyed by it.
+    """
+    if max_staleness is not None:
+        from sinks.durations import parse_duration
+        try:
+            parse_duration(max_staleness)
+        except ValueError as error:
+            raise DefinitionError(f"@features(max_staleness={max_staleness!r}): {error}") from None
+    if not isinstance(singleton, bool):
+        raise DefinitionError(f"@features(singleton={singleton!r}) must be True or False")
+    class_options = ClassOptions(owner, tags_of("features", tags), description, max_staleness,
+                                 etl_offline_to_online, singleton)
+
     def decorate(cls: type) -> type:
         from sinks.registry import current_registry
         body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
@@ -545,6 +720,8 @@ def features(cls: Optional[type] = None, *, name: Optional[str] = None) -> Any:
         new = FeaturesMeta(cls.__name__, cls.__bases__, body)
         registry = current_registry()
         class_info = FeatureClassInfo(new, name or _snake_case(cls.__name__), registry)
+        doc = (cls.__doc__ or "").strip() or None
+        class_info.options = dataclasses.replace(class_options, description=class_options.description or doc)
         type.__setattr__(new, "__feature_class__", class_info)
         for attr, annotation in annotations.items():
             if attr.startswith("_"):
@@ -570,3 +747,4 @@ class Features:
     def __class_getitem__(cls, items: Any) -> type:
         refs = items if isinstance(items, tuple) else (items,)
         return type(f"Features[{', '.join(map(repr, refs))}]", (cls,), {"__refs__": refs})
+

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,8 +20,12 @@ _KERNELS = {
     "==": pc.equal, "!=": pc.not_equal, "<": pc.less,
     "<=": pc.less_equal, ">": pc.greater, ">=": pc.greater_equal,
 }
+# Chalk's keywords; a month and a year are fixed lengths (30 and 365 days), as a window over
+# event times needs: "now" moves continuously, not by calendar.
+_WINDOW_DAYS = {"years_ago": 365, "months_ago": 30}
 _WINDOW_UNITS = {
-    "weeks_ago": "weeks", "days_ago": "days", "hours_ago": "hours", "minutes_ago": "minutes",
+    "years_ago": "days", "months_ago": "days", "weeks_ago": "weeks", "days_ago": "days", "hours_ago": "hours",
+    "minutes_ago": "minutes",
     "seconds_ago": "seconds", "milliseconds_ago": "milliseconds", "microseconds_ago": "microseconds",
 }
 
@@ -46,6 +50,10 @@ class Filter:
         """Every feature reference the expression reads."""
         raise NotImplementedError
 
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        """Every ``(feature, literal)`` the expression compares, to check against the feature's type."""
+        return ()
+
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         """Which rows of ``table`` match, as a boolean array (null where unknown), with windows
         ending at ``now``. Plain compute kernels: ``Table.filter`` with a compute expression costs
@@ -64,6 +72,11 @@ class Comparison(Filter):
         yield self.ref
         if isinstance(self.value, Ref):
             yield self.value
+
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        from sinks.features import Ref
+        if not isinstance(self.value, Ref):
+            yield self.ref, self.value
 
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         from sinks.features import Ref
@@ -85,12 +98,33 @@ class IsIn(Filter):
     def refs(self) -> Iterable["Ref"]:
         yield self.ref
 
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        return ((self.ref, value) for value in self.values)
+
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         column = table.column(column_of(self.ref))
         return pc.is_in(column, value_set=pa.array(list(self.values), type=column.type))
 
     def __repr__(self) -> str:
         return f"{self.ref!r}.is_in({list(self.values)!r})"
+
+
+class IsNull(Filter):
+    """``ref == None``: the feature has no value (Chalk's spelling of "is null"); ``~IsNull``
+    (``ref != None``) is "is not null". A comparison with a null never matches, so it needs
+    its own node."""
+
+    def __init__(self, ref: "Ref") -> None:
+        self.ref = ref
+
+    def refs(self) -> Iterable["Ref"]:
+        yield self.ref
+
+    def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
+        return pc.is_null(table.column(column_of(self.ref)))
+
+    def __repr__(self) -> str:
+        return f"{self.ref!r} == None"
 
 
 class _Junction(Filter):
@@ -104,6 +138,10 @@ class _Junction(Filter):
     def refs(self) -> Iterable["Ref"]:
         yield from self.left.refs()
         yield from self.right.refs()
+
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        yield from self.left.literals()
+        yield from self.right.literals()
 
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         kernel = pc.and_kleene if isinstance(self, And) else pc.or_kleene
@@ -128,10 +166,15 @@ class Not(Filter):
     def refs(self) -> Iterable["Ref"]:
         return self.inner.refs()
 
+    def literals(self) -> Iterable[Tuple["Ref", Any]]:
+        return self.inner.literals()
+
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         return pc.invert(self.inner.mask(table, column_of, now))
 
     def __repr__(self) -> str:
+        if isinstance(self.inner, IsNull):
+            return f"{self.inner.ref!r} != None"
         return f"~({self.inner!r})"
 
 
@@ -201,10 +244,16 @@ def _window(side: str, args: tuple, kwargs: dict) -> TimeWindow:
     for key, value in kwargs.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise DefinitionError(f"{side}({key}={value!r}): {key} must be a non-negative int")
-    from sinks.features import Ref
+    from sinks.features import Ref, as_feature
     if index is not None and not isinstance(index, Ref):
         raise DefinitionError(f"{side}(index={index!r}): index must be a feature, e.g. Transfer.created_at")
-    ago = timedelta(**{_WINDOW_UNITS[key]: value for key, value in kwargs.items()})
+    index = as_feature(index) or index
+    try:
+        ago = sum((timedelta(**{_WINDOW_UNITS[key]: value * _WINDOW_DAYS.get(key, 1)})
+                   for key, value in kwargs.items()), timedelta(0))
+    except OverflowError:
+        raise DefinitionError(f"{side}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) reaches "
+                              "further back than a timedelta can hold") from None
     spelling = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     if index is not None:
         spelling += f", index={index!r}"
@@ -214,10 +263,10 @@ def _window(side: str, args: tuple, kwargs: dict) -> TimeWindow:
 def after(*args: Any, **kwargs: Any) -> TimeWindow:
     """Rows whose time is at or after ``now`` minus the given distance.
 
-    Keywords as in Chalk: ``weeks_ago``, ``days_ago``, ``hours_ago``,
-    ``minutes_ago``, ``seconds_ago``, ``milliseconds_ago``,
-    ``microseconds_ago`` (summed) and ``index`` (the time feature; default the
-    related class's ``FeatureTime``).
+    Keywords as in Chalk: ``years_ago`` (365 days each), ``months_ago`` (30 days
+    each), ``weeks_ago``, ``days_ago``, ``hours_ago``, ``minutes_ago``,
+    ``seconds_ago``, ``milliseconds_ago``, ``microseconds_ago`` (summed) and
+    ``index`` (the time feature; default the related class's ``FeatureTime``).
     """
     return _window("after", args, kwargs)
 

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
+import importlib.util
 import os
 import re
 import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Dict, Iterator, List, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple, Union
 
 from sinks.errors import DefinitionError, located
 from sinks.features import info, is_feature_class
+from sinks.shipped import ModuleSource, already_loaded, ship
 
 if TYPE_CHECKING:
     from sinks.sink import Sink
@@ -105,8 +108,10 @@ def load(target: Union[str, os.PathLike, ModuleType]) -> Registry:
     """Import a definitions module or file and return its feature classes and sinks.
 
     ``target`` is a module, a dotted module name, or a path to a ``.py``
-    file (imported under its package's dotted name when its folder is a
-    package, so workers can import it too). Errors in the file are raised as
+    file. A file is that file, never another module of the same name; inside
+    package folders it keeps its package's dotted name. A file's objects carry
+    its source when pickled, so workers that cannot import it get it anyway
+    (``sinks.shipped``). Errors in the file are raised as
     :class:`DefinitionError` pointing at the file and line.
     """
     from sinks.sink import Sink
@@ -143,14 +148,72 @@ def _import(target: Union[str, os.PathLike, ModuleType]) -> ModuleType:
 
 
 def _import_file(path: Path) -> ModuleType:
+    """The module of a definitions file: that file, whatever modules of the same name exist."""
+    name, root = _package_name(path)
+    if root is not None and not _taken(name.split(".")[0], root / name.split(".")[0] / "__init__.py"):
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        module = importlib.import_module(name)
+        if Path(module.__file__ or "").resolve() == path:
+            ship(module, ModuleSource(name, str(path), path.read_text(encoding="utf-8")))
+            return module
+    source = ModuleSource(path.stem, str(path), path.read_text(encoding="utf-8"))
+    known = already_loaded(source)
+    if known is not None:
+        return known
+    name = path.stem
+    if _taken(name, path):
+        # A file named like a module already imported or importable (email.py, queue.py, sinks.py)
+        # gets a name of its own: loading it under the taken name would return the other module.
+        name = _free_name(f"_definitions_{name}")
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))   # its sibling modules import; it shadows nothing
+    return execute_source(dataclasses.replace(source, name=name))
+
+
+def _package_name(path: Path) -> Tuple[str, Optional[Path]]:
+    """The dotted name of a file inside package folders, and the folder above the top package."""
     parts = [path.stem]
     folder = path.parent
     while (folder / "__init__.py").is_file():
         parts.insert(0, folder.name)
         folder = folder.parent
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-    return importlib.import_module(".".join(parts))
+    return ".".join(parts), folder if len(parts) > 1 else None
+
+
+def _taken(name: str, path: Path) -> bool:
+    """Whether ``name`` is, or would import as, a module other than the file ``path``."""
+    known = sys.modules.get(name)
+    if known is not None:
+        return Path(getattr(known, "__file__", None) or "").resolve() != path
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and Path(spec.origin or "").resolve() != path
+
+
+def _free_name(base: str) -> str:
+    name, number = base, 1
+    while name in sys.modules:
+        number += 1
+        name = f"{base}_{number}"
+    return name
+
+
+def execute_source(source: ModuleSource) -> ModuleType:
+    """Runs a definitions file's source as module ``source.name`` (registered while it runs, as an
+    import would, so dataclasses and string annotations resolve) and ships it with its pickles."""
+    module = ModuleType(source.name)
+    module.__file__ = source.filename
+    sys.modules[source.name] = module
+    try:
+        exec(compile(source.source, source.filename, "exec", dont_inherit=True), module.__dict__)  # noqa: S102 - the user's definitions
+    except BaseException:
+        del sys.modules[source.name]
+        raise
+    ship(module, source)
+    return module
 
 
 def _pointing_at_user_code(error: BaseException) -> DefinitionError:

@@ -23,14 +23,17 @@ import os
 import sys
 import typing
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from sinks.dataframe import DataFrame
 from sinks.durations import INFINITY, Duration, parse_duration
 from sinks.errors import DefinitionError, located
-from sinks.features import Ref, _unwrap, info, is_feature_class
+from sinks.features import Ref, _unwrap, windows_of, as_feature, info, is_feature_class
+from sinks.filters import Filter
 from sinks.integrations import SQLSource
+from sinks.values import literal_error, type_name as _type_name
+from sinks.shipped import reduce_by_source
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class SinkInput:
 
     @property
     def is_has_many(self) -> bool:
-        return self.ref.leaf.kind == "has_many"
+        return self.ref._steps[-1].kind == "has_many"
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,12 @@ class DecoratedFunction:
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> Any:
-        # A module-level function pickles as a reference, so workers import the user's module;
-        # others (defined inside functions) travel by value.
+        # A module-level function pickles as a reference, so workers import the user's module
+        # (with its source when it was loaded from a file: sinks.shipped); others (defined inside
+        # functions) travel by value.
+        by_source = reduce_by_source(self)
+        if by_source is not None:
+            return by_source
         module = sys.modules.get(self.fn.__module__)
         if module is not None and getattr(module, self.fn.__qualname__, None) is self:
             return self.fn.__qualname__
@@ -155,22 +162,30 @@ class _Parser:
 
     def parse(self, options: dict) -> SinkSpec:
         inputs, is_batch = self.inputs()
-        roots = {id(i.ref.root): i for i in inputs}
+        roots = {id(i.ref._root): i for i in inputs}
         if len(roots) > 1:
             first, second = list(roots.values())[:2]
             raise self.error(
                 f"all parameters must read one root feature class; '{first.parameter}' reads "
-                f"{first.ref.root.__name__} and '{second.parameter}' reads {second.ref.root.__name__}",
+                f"{first.ref._root.__name__} and '{second.parameter}' reads {second.ref._root.__name__}",
                 second.parameter)
         integration, upsert = options["integration"], options["upsert"]
         if integration is not None and not isinstance(integration, SQLSource):
             raise self.error(
                 f"integration={integration!r} is not a SQL source; use PostgreSQLSource(), "
-                "MySQLSource() or SQLiteSource()", "integration")
+                "MySQLSource(), SQLiteSource() or another of sinks' SQL sources", "integration")
         if not isinstance(upsert, bool):
             raise self.error(f"upsert={upsert!r} must be True or False", "upsert")
         if upsert and integration is None:
             raise self.error("upsert=True needs integration=, the database to upsert into", "upsert")
+        if integration is not None:
+            try:
+                integration.require()
+            except DefinitionError as error:
+                raise self.error(str(error), "integration") from None
+            if upsert and not integration.upserts:
+                raise self.error(f"{type(integration).__name__} has no upsert here (only appends); "
+                                 "drop upsert=True or write to PostgreSQL, MySQL or SQLite", "upsert")
         return SinkSpec(
             name=self.name(options["name"]),
             module=self.fn.__module__,
@@ -179,7 +194,7 @@ class _Parser:
             line=self.line,
             inputs=tuple(inputs),
             is_batch=is_batch,
-            root=inputs[0].ref.root,
+            root=inputs[0].ref._root,
             is_async=inspect.iscoroutinefunction(self.fn),
             buffer_size=self.buffer_size(options["buffer_size"]),
             debounce=self.duration("debounce", options["debounce"]),
@@ -259,7 +274,7 @@ class _Parser:
                     "DataFrame[User.uuid, User.account.title]", parameter)
         if not columns:
             raise self.error("DataFrame[...] names no features", parameter)
-        return [SinkInput(parameter, ref, ref.leaf.optional) for ref in columns]
+        return [SinkInput(parameter, ref, ref._steps[-1].optional) for ref in columns]
 
     def resolved(self, parameter: str, cls: type) -> List[Any]:
         try:
@@ -268,22 +283,42 @@ class _Parser:
             raise self.error(str(error), parameter) from error
 
     def check_leaf(self, parameter: str, ref: Ref, allow_has_many: bool) -> None:
+        leaf = ref._steps[-1]
         try:
-            kind = ref.leaf.kind
-            info(ref.root).validate()
-            for step in ref.steps[:-1]:
+            kind = leaf.kind
+            info(ref._root).validate()
+            for step in ref._steps[:-1]:
                 step.join
             if kind in ("has_one", "has_many"):
-                ref.leaf.join
+                leaf.join
         except DefinitionError as error:
             raise self.error(str(error), parameter) from error
         if kind == "has_one":
             raise self.error(
-                f"{ref!r} is a has-one relation to {ref.leaf.related.__name__}; name one of its "
-                f"features, e.g. {ref!r}.{next(iter(info(ref.leaf.related).features))}", parameter)
+                f"{ref!r} is a has-one relation to {leaf.related.__name__}; name one of its "
+                f"features, e.g. {ref!r}.{next(iter(info(leaf.related).features))}", parameter)
         if kind == "has_many" and not allow_has_many:
             raise self.error(f"{ref!r} is a has-many relation; a DataFrame column must be a "
                              "single value per row", parameter)
+        for condition in ref._filters:
+            self.check_literals(parameter, condition)
+
+    def check_literals(self, parameter: str, condition: Filter) -> None:
+        """A literal of the wrong type would fail where pyarrow compares it, in the running job;
+        so would a window measured on a feature that is not a time."""
+        for window in windows_of(condition):
+            index = as_feature(window.index)
+            if index is not None and index.type not in (datetime, date):
+                raise self.error(f"{window!r} measures {index!r}, which is {_type_name(index.type)}; "
+                                 "index= must be a datetime or date feature", parameter)
+        for compared, value in condition.literals():
+            feature = as_feature(compared)
+            if feature is None:
+                continue
+            problem = literal_error(Optional[feature.type] if feature.optional else feature.type, value)
+            if problem is not None:
+                raise self.error(f"filter {condition!r}: {feature!r} is {_type_name(feature.type)}; "
+                                 f"the literal {problem}", parameter)
 
     def buffer_size(self, value: Any) -> Optional[int]:
         if value is None:

@@ -20,11 +20,13 @@ def free_port() -> int:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:port to a server; :meth:`cut` drops every connection and refuses
-    new ones (the listening socket is closed, so connects are reset) for a while."""
+    """Forwards 127.0.0.1:port to a server, at most ``bytes_per_second`` towards it when given;
+    :meth:`cut` drops every connection and refuses new ones (the listening socket is closed, so
+    connects are reset) for a while."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, bytes_per_second: Optional[float] = None) -> None:
         self.target = (target_host, target_port)
+        self.bytes_per_second = bytes_per_second
         self.port = free_port()
         self.cuts = 0
         self._lock = threading.Lock()
@@ -55,16 +57,18 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, rate in ((client, server, self.bytes_per_second), (server, client, None)):
+                threading.Thread(target=self._pipe, args=(source, sink, rate), daemon=True).start()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, bytes_per_second: Optional[float]) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if bytes_per_second:   # a slow link: writes take long enough for a fault to land in them
+                    time.sleep(len(data) / bytes_per_second)
                 sink.sendall(data)
         except OSError:
             pass

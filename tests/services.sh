@@ -3,6 +3,8 @@
 #
 #   PostgreSQL  127.0.0.1:5432, role `root` (superuser, trust auth over TCP from 127.0.0.1), database `test`
 #   MariaDB     127.0.0.1:3306, user `root` with an empty password, database `test`
+#   Prism       ~/go/bin/prism, Beam's Go runner for tests/test_engines.py (built with `go install`;
+#               the Python SDK would download it from GitHub at run time instead)
 #
 # Idempotent: what is installed is not installed again, what runs is not restarted. Needs root
 # (apt-get) for the first install; run it before `./run_local.sh test`. Each test run then makes
@@ -76,9 +78,24 @@ CREATE DATABASE IF NOT EXISTS test;
 SQL
 }
 
+prism() {
+  local binary="${HOME}/go/bin/prism" go_bin version
+  [ -x "$binary" ] && return 0
+  go_bin=$(command -v go || echo /usr/local/go/bin/go)
+  if [ ! -x "$go_bin" ]; then
+    log "no Go toolchain: Prism not installed (tests/test_engines.py::test_prism skips, or fails with CI=true)"
+    return 0
+  fi
+  # The runner matching the SDK: the project's environment's Beam if it exists yet, else the lowest allowed.
+  version=$(.venv/bin/python -c 'import apache_beam; print(apache_beam.__version__)' 2>/dev/null || echo 2.77.0)
+  log "building Prism v$version (go install, ~1 min)"
+  "$go_bin" install "github.com/apache/beam/sdks/v2/go/cmd/prism@v$version"
+}
+
 case "${1:-all}" in
   postgres) postgres ;;
   mariadb) mariadb ;;
-  all) postgres; mariadb ;;
-  *) echo "usage: tests/services.sh [all|postgres|mariadb]" >&2; exit 2 ;;
+  prism) prism ;;
+  all) postgres; mariadb; prism ;;
+  *) echo "usage: tests/services.sh [all|postgres|mariadb|prism]" >&2; exit 2 ;;
 esac

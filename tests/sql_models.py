@@ -56,4 +56,24 @@ class PgArrays(Base):
     span = mapped_column(sa.Interval)
 
 
+class Account(Base):
+    """Upserted: a nullable column and a NOT NULL column, both with server defaults."""
+
+    __tablename__ = "sinks_test_accounts"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    status = mapped_column(sa.String(20), server_default="open")
+    tier: Mapped[int] = mapped_column(sa.Integer, nullable=False, server_default="1")
+
+
+class Balance(Base):
+    """Upserted with a version: ``updated_at``, flagged in the column's ``info``."""
+
+    __tablename__ = "sinks_test_balances"
+    user_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    amount: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    note = mapped_column(sa.String(40))
+    updated_at = mapped_column(sa.DateTime(timezone=True), info={"version": True})
+
+
 UTC = datetime.timezone.utc

@@ -12,7 +12,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.buffer import Buffer
-from transforms.testing import direct_runner_test_clock
+from tests.direct_runner_clock import direct_runner_test_clock
 
 MS = timedelta(milliseconds=1)
 

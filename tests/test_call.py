@@ -13,7 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines.options import SinkOptions
 from tests import sinks_under_test as s
 from transforms.call import DEAD_LETTERS, RESULTS, CallSink, RetryPolicy, pacing_of, shard_of
-from transforms.testing import direct_runner_test_clock
+from tests.direct_runner_clock import direct_runner_test_clock
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.001)
 
@@ -160,9 +160,7 @@ def test_exactly_once_on_two_worker_processes(sink):
 
 
 def test_retry_policy_from_pipeline_options():
-    options = PipelineOptions(["--num_shards", "4", "--sink_retry_attempts", "5",
-                               "--sink_retry_base_delay", "0.5"]).view_as(SinkOptions)
-    assert options.num_shards == 4
+    options = PipelineOptions(["--sink_retry_attempts", "5", "--sink_retry_base_delay", "0.5"]).view_as(SinkOptions)
     assert options.retry_policy() == RetryPolicy(attempts=5, base_delay=0.5)
     assert 0.8 <= RetryPolicy(base_delay=0.5).delay(2) <= 1.2
 

@@ -34,6 +34,16 @@ def table_counts(db: Path) -> dict:
                 for name in ("user_records", "user_txn_aggregates")}
 
 
+def summary_column(out: str, sink: str, title: str) -> int:
+    """The count of ``sink`` under the column titled ``title`` in a run's summary (cells are
+    separated by two spaces or more; titles hold single ones)."""
+    import re
+    cells = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+    header = next(row for row in cells if row[0] == "sink")
+    row = next(row for row in cells if row[0] == sink)
+    return int(row[header.index(title)].replace(",", ""))
+
+
 def expected_aggregate(updates: list, user: str) -> tuple:
     """Count and sum of the user's successful transfers in the 60 days up to its latest event."""
     times = [u.get("user.ts") or u.get("account.ts") or u.get("transfer.created_at") for u in updates
@@ -173,11 +183,15 @@ def test_run_local_sh_fills_local_db(tmp_path):
     if not (venv / ".installed").exists():
         pytest.skip("run_local.sh's .venv is not set up here")
     (copy / ".venv").symlink_to(venv)
-    shutil.copystat(ROOT / "setup.py", copy / "setup.py")
+    # Older than the venv's install stamp, so run_local.sh never reinstalls the shared venv from the copy.
+    installed = (venv / ".installed").stat().st_mtime
+    os.utime(copy / "setup.py", (installed - 1, installed - 1))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    done = subprocess.run(["./run_local.sh"], cwd=copy, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert table_counts(copy / "local.db") == {"user_records": 1000, "user_txn_aggregates": 1000}
+    for run in ("first", "second"):   # a second run starts from a fresh local.db, not appending to it
+        done = subprocess.run(["./run_local.sh"], cwd=copy, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert table_counts(copy / "local.db") == {"user_records": 1000, "user_txn_aggregates": 1000}, run
+    assert "removing the previous local.db" in done.stderr
     updates = read_jsonl(copy / "data" / "bank_updates.jsonl")
     with sqlite3.connect(copy / "local.db") as connection:
         count, total = connection.execute(
@@ -185,6 +199,21 @@ def test_run_local_sh_fills_local_db(tmp_path):
     want = expected_aggregate(updates, "u42")
     assert count == want[0] and total == pytest.approx(want[1])
     assert "user_txn_aggregates (1,000 rows, first 5)" in done.stdout
+
+
+def test_run_local_sh_says_what_it_is_doing_while_it_installs(tmp_path):
+    """The first run installs for a minute or two: it says so, step by step (pip is stubbed here)."""
+    for name in ("run_local.sh", "setup.py"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "pip.log"}\n')
+    python.chmod(0o755)
+    done = subprocess.run(["./run_local.sh", "nonsense"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "usage:" in done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("run_local.sh: ")]
+    assert len(said) == 5 and "installing the project" in said[0] and said[-1] == "run_local.sh: installed"
+    assert (tmp_path / "pip.log").read_text().splitlines()[-1] == "-m pip install --quiet -e .[test]"
 
 
 def test_dataflow_and_flink_options_validate_offline_and_every_dofn_pickles():

@@ -90,3 +90,91 @@ def test_duplicate_sink_names_in_one_file(tmp_path):
     path = _write(tmp_path, "dup_defs.py", text)
     with pytest.raises(DefinitionError, match=r"dup_defs\.py:12: sink 'priced' is defined twice"):
         sinks.load(path)
+
+
+@pytest.mark.parametrize("stem", ["email", "queue", "sinks"])
+def test_a_file_named_like_another_module_loads_that_file(tmp_path, stem):
+    path = tmp_path / f"{stem}.py"
+    path.write_text(GOOD)
+    registry = sinks.load(path)
+    assert list(registry.sinks) == ["priced"]
+    assert registry.sink("priced").spec.filename == str(path)
+    assert sys.modules[stem].__name__ == stem   # the other module is left as it was
+    assert sinks.load(path).sink("priced") is registry.sink("priced")   # loaded once
+
+
+MODEL_DEFS = GOOD + """
+from sqlalchemy import Float, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sinks import SQLiteSource
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Price(Base):
+    __tablename__ = "prices"
+    item_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    price: Mapped[float] = mapped_column(Float)
+
+
+@sink(integration=SQLiteSource())
+def stored(item_id: Item.id, price: Item.price) -> Price:
+    return Price(item_id=item_id, price=price)
+
+
+from sinks import stream
+
+
+@stream(source="items")
+def item_events(message: dict):
+    return Item(id=message["id"], price=message["cents"] / 100)
+"""
+
+WORKER = """\
+import sys
+from apache_beam.internal import pickler
+stored, priced, feature, model, resolver = pickler.loads(sys.stdin.buffer.read())
+update = resolver(resolver.message(b'{"id": "i2", "cents": 250}'))
+assert type(update) is stored.spec.root and update.price == 2.5, update
+row = stored("i1", 2.5)
+assert type(row) is model and row.price == 2.5, row
+assert feature.owner is stored.spec.root and feature.name == "price"
+assert model is stored.spec.output_model
+print(priced("i1", 4.0), stored.spec.name, type(stored).__name__, model.__table__.name)
+"""
+
+
+def test_definitions_from_a_file_reach_a_process_that_cannot_import_it(tmp_path):
+    """What a worker does: unpickle sinks, features, models and resolvers of a file not on its path."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from apache_beam.internal import pickler
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    path = folder / "worker_defs.py"
+    path.write_text(MODEL_DEFS)
+    registry = sinks.load(path)
+    stored = registry.sink("stored")
+    payload = pickler.dumps((stored, registry.sink("priced"), stored.spec.root.price, stored.spec.output_model,
+                             registry.resolver("item_events")))
+    project = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": project}
+    done = subprocess.run([sys.executable, "-c", WORKER], input=payload, capture_output=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().split() == ["4.0", "stored", "Sink", "prices"]
+
+
+def test_a_sink_made_inside_a_function_of_a_file_still_pickles_by_value(tmp_path):
+    from apache_beam.internal import pickler
+    text = GOOD + ("\n\ndef make():\n    @sink(name='inner')\n    def inner(item_id: Item.id):\n"
+                   "        return item_id\n    return inner\n")
+    path = tmp_path / "inner_defs.py"
+    path.write_text(text)
+    sinks.load(path)
+    inner = sys.modules["inner_defs"].make()
+    assert pickler.loads(pickler.dumps(inner))("i9") == "i9"

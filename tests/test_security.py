@@ -12,11 +12,24 @@ from pipelines.__main__ import main
 PASSWORD = "Tr0ub4dor-and-3-horses"
 
 
+def _with_password(url: str, where: str) -> str:
+    """``url`` carrying the password in its user part, or in its query string (which libpq accepts)."""
+    parsed = sqlalchemy.make_url(url)
+    if where == "query":
+        return parsed.update_query_dict({"password": PASSWORD}).render_as_string(hide_password=False)
+    return parsed.set(password=PASSWORD).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["userinfo", "query"])
+def password_in(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def definitions(tmp_path, postgres_url) -> Path:
+def definitions(tmp_path, postgres_url, password_in) -> Path:
     """The bank example's append sink pointed at PostgreSQL with a password (the server trusts
     local connections, so the password is sent and ignored), and a sink that always fails."""
-    url = sqlalchemy.make_url(postgres_url).set(password=PASSWORD).render_as_string(hide_password=False)
+    url = _with_password(postgres_url, password_in)
     path = tmp_path / "secret_definitions.py"
     path.write_text(textwrap.dedent(f'''
         from examples.bank import User, UserRecord
@@ -35,7 +48,7 @@ def definitions(tmp_path, postgres_url) -> Path:
     return path
 
 
-def test_password_never_appears(tmp_path, definitions, postgres_url, capsys, caplog):
+def test_password_never_appears(tmp_path, definitions, postgres_url, password_in, capsys, caplog):
     from examples.bank import UserRecord
     engine = sqlalchemy.create_engine(postgres_url)
     UserRecord.__table__.drop(engine, checkfirst=True)
@@ -47,7 +60,7 @@ def test_password_never_appears(tmp_path, definitions, postgres_url, capsys, cap
         assert main(["run", "--definitions", str(definitions), "--input", str(updates), "--create-tables",
                      "--dead-letters", str(letters), "--sink_retry_base_delay", "0.001", "--verbose"]) == 0
         assert main(["explain", "--definitions", str(definitions)]) == 0
-        unreachable = f"postgresql+psycopg2://root:{PASSWORD}@127.0.0.1:1/test"
+        unreachable = _with_password("postgresql+psycopg2://root@127.0.0.1:1/test", password_in)
         assert main(["run", "--definitions", str(definitions), "--input", str(updates),
                      "--database-url", unreachable]) == 2
         with engine.connect() as connection:
@@ -62,6 +75,8 @@ def test_password_never_appears(tmp_path, definitions, postgres_url, capsys, cap
         "stdout": captured.out, "stderr": captured.err, "logs": caplog.text,
         "dead letters": "".join(p.read_text() for p in letters.iterdir()),
         "reprs": repr(registry.sinks) + repr(registry.sinks["export_with_password"].spec),
+        "the source's url": str(registry.sinks["export_with_password"].spec.integration.url)
+        + repr(registry.sinks["export_with_password"].spec.integration.url),
     }
     assert "always_fails" in texts["dead letters"] and "export_with_password" in texts["stdout"]
     for where, text in texts.items():

@@ -11,9 +11,10 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sinks.integrations import PostgreSQLSource
-from tests.sql_models import UTC, Event, Hostile, PgArrays, Total
+from tests.sql_models import UTC, Account, Event, Hostile, PgArrays, Total
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.sql import SchemaMismatchError, SQLWriter, TableSpec, WriteRetry, WriteToSQL, WRITTEN
 
@@ -252,3 +253,113 @@ def test_unreachable_database_is_retried_until_the_deadline_then_dead_lettered()
     assert result.written == 0 and result.retries >= 3
     assert [row["user_id"] for row, _ in result.failed] == ["u1", "u2"]
     assert all("gave up after" in str(error) and "Connection refused" in str(error) for _, error in result.failed)
+
+
+def account_row(i, shape, name):
+    """One of four shapes: both defaulted columns left out, status set, tier set, both set."""
+    row = {"id": i, "name": name}
+    if shape == 1:
+        row["status"] = "closed"
+    elif shape == 2:
+        row["tier"] = 3
+    elif shape == 3:
+        row.update(status="frozen", tier=2)
+    elif i % 8 == 0:
+        row["status"] = None  # None for a server-default column: the database fills it in
+    return row
+
+
+def test_upsert_mixing_column_groups_keeps_server_defaults_and_not_null_columns(database):
+    reset(database, Account)
+    [first] = write(database, Account, [[account_row(i, i % 4, f"a{i}") for i in range(400)]], upsert=True)
+    assert (first.written, first.failed) == (400, [])
+    expected = {i: (f"a{i}", {1: "closed", 3: "frozen"}.get(i % 4, "open"), {2: 3, 3: 2}.get(i % 4, 1))
+                for i in range(400)}
+    stored = {r["id"]: (r["name"], r["status"], r["tier"]) for r in select(database, Account, "id")}
+    assert stored == expected
+    # Every existing key again in another shape, and new keys: a column a row leaves out keeps its value.
+    [second] = write(database, Account, [[account_row(i, (i + 1) % 4, f"b{i}") for i in range(500)]], upsert=True)
+    assert (second.written, second.failed) == (500, [])
+    for i in range(500):
+        name, status, tier = expected.get(i, (None, "open", 1))
+        shape = (i + 1) % 4
+        expected[i] = (f"b{i}", {1: "closed", 3: "frozen"}.get(shape, status), {2: 3, 3: 2}.get(shape, tier))
+    stored = {r["id"]: (r["name"], r["status"], r["tier"]) for r in select(database, Account, "id")}
+    assert stored == expected
+
+
+def test_write_to_sql_takes_a_model_declared_in_the_pipeline_script(database):
+    class LocalBase(DeclarativeBase):
+        pass
+
+    class Score(LocalBase):
+        __tablename__ = "sinks_test_local_scores"
+        user_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+        points: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+        at = mapped_column(sa.DateTime(timezone=True), default=lambda: datetime.datetime(2026, 1, 1, tzinfo=UTC))
+
+    reset(database, Score)
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    rows = pipeline | beam.Create([{"user_id": f"u{i % 5}", "points": i} for i in range(40)])
+    upserted = rows | "Upsert" >> WriteToSQL(database, Score, upsert=True, num_shards=2, name="scores")
+    assert_that(upserted[DEAD_LETTERS], equal_to([]), label="no dead letters")
+    pipeline.run().wait_until_finish()
+    stored = select(database, Score, "user_id")
+    assert [(r["user_id"], r["points"]) for r in stored] == [(f"u{k}", 35 + k) for k in range(5)]
+    assert {r["at"].replace(tzinfo=UTC) for r in stored} == {datetime.datetime(2026, 1, 1, tzinfo=UTC)}
+
+
+def test_float_columns_are_checked_like_every_other_type(database):
+    class LocalBase(DeclarativeBase):
+        pass
+
+    class Reading(LocalBase):
+        __tablename__ = "sinks_test_readings"
+        id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+        value = mapped_column(sa.Float)
+        label = mapped_column(sa.String(20))
+
+    def check(ddl):
+        engine = database.create_engine()
+        with engine.begin() as connection:
+            Reading.__table__.drop(connection, checkfirst=True)
+            connection.execute(sa.text(ddl))
+        engine.dispose()
+        beam.Pipeline(runner=FnApiRunner()) | beam.Create([]) | WriteToSQL(database, Reading, name="readings")
+
+    check("CREATE TABLE sinks_test_readings (id INTEGER PRIMARY KEY, value DOUBLE PRECISION, label VARCHAR(20))")
+    with pytest.raises(SchemaMismatchError, match=r"column 'value': the table's type INTEGER cannot hold"):
+        check("CREATE TABLE sinks_test_readings (id INTEGER PRIMARY KEY, value INTEGER, label VARCHAR(20))")
+    with pytest.raises(SchemaMismatchError, match=r"column 'label': the table's type (DOUBLE|REAL).* cannot hold"):
+        check("CREATE TABLE sinks_test_readings (id INTEGER PRIMARY KEY, value REAL, label DOUBLE PRECISION)")
+
+
+def test_skip_existing_makes_a_rerun_of_appends_add_no_duplicates(database):
+    class LocalBase(DeclarativeBase):
+        pass
+
+    class Entry(LocalBase):
+        """Appended rows with an identity of their own: the input file and line they come from."""
+        __tablename__ = "sinks_test_entries"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        origin: Mapped[str] = mapped_column(sa.String(40), unique=True)
+        amount: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+    reset(database, Entry)
+    entries = [{"origin": f"a.json:{n}", "amount": n} for n in range(300)]
+
+    def run(rows):
+        pipeline = beam.Pipeline(runner=FnApiRunner())
+        written = pipeline | beam.Create(rows) | WriteToSQL(
+            database, Entry, conflict=["origin"], skip_existing=True, batch_size=64, name="entries")
+        assert_that(written[DEAD_LETTERS], equal_to([]))
+        pipeline.run().wait_until_finish()
+
+    run(entries[:120])  # a run killed part-way
+    run(entries)  # the same input again
+    run(entries[5:6] + [{"origin": "a.json:5", "amount": -1}])  # one identity twice in a batch
+    stored = select(database, Entry, "id")
+    assert sorted((r["origin"], r["amount"]) for r in stored) == sorted((e["origin"], e["amount"]) for e in entries)
+    with pytest.raises(SchemaMismatchError, match=r"no primary key or unique constraint on \(amount\)"):
+        beam.Pipeline(runner=FnApiRunner()) | beam.Create([]) | WriteToSQL(
+            database, Entry, conflict=["amount"], skip_existing=True)

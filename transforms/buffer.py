@@ -10,7 +10,7 @@ batch in arrival order, at the earliest of:
 
 Rules 2 and 3 share one processing-time timer (``_BufferFn.DUE``). It is
 armed when the buffer becomes non-empty and is not reset per update (that
-halves throughput, see ``shared/notes/beam-facts.md``): when it fires before
+measured, it halves throughput): when it fires before
 the current due time it re-arms itself for that time. Rule 4 is an event-time
 timer at the end of the window (``_BufferFn.END``), because the DirectRunner
 drops pending processing-time timers at the end of a bounded input.
@@ -176,7 +176,7 @@ class Buffer(beam.PTransform):
       debounce: flush once no value has arrived for this long.
       max_delay: flush at the latest this long after the first buffered value arrived.
       clock: seconds since the epoch on the runner's processing-time clock; ``time.time`` by
-        default. Tests under ``TestStream`` pass :func:`transforms.testing.direct_runner_test_clock`.
+        default. A live run on the DirectRunner passes :class:`pipelines.live_clock.LiveClock`.
 
     At least one option must be set. Whatever is buffered at the end of a bounded input (or on
     drain) is flushed then; nothing is dropped. Values keep their arrival order within a batch.

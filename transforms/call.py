@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-import random
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -32,30 +30,14 @@ from sinks.sink import Sink, SinkSpec
 from transforms.assemble.related import RelatedRows
 from transforms.buffer import Buffer, Clock
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.retry import RetryPolicy
+from transforms.sharding import shard_of
 
 RESULTS = "results"
 
 # A batch sink with no pacing options flushes at 1000 updates or 1 s after the first.
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_BATCH_DELAY = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often, and how patiently, a failing call is tried again before it is dead-lettered.
-
-    ``attempts`` counts every call (1 = no retry); the n-th retry waits
-    ``base_delay * 2**(n-1)`` seconds, give or take 20% jitter. With ``timeout``, a
-    call still running after that many seconds has failed (``TimeoutError``); it is
-    left to finish on its own thread, as Python cannot stop it.
-    """
-
-    attempts: int = 3
-    base_delay: float = 0.2
-    timeout: Optional[float] = None
-
-    def delay(self, retry: int) -> float:
-        return self.base_delay * (2 ** (retry - 1)) * random.uniform(0.8, 1.2)
 
 
 @dataclass(frozen=True)
@@ -70,13 +52,6 @@ def pacing_of(spec: SinkSpec) -> Optional[Pacing]:
     if spec.buffer_size is None and spec.debounce is None and spec.max_delay is None:
         return Pacing(DEFAULT_BATCH_SIZE, None, DEFAULT_BATCH_DELAY) if spec.is_batch else None
     return Pacing(spec.buffer_size, spec.debounce, spec.max_delay)
-
-
-def shard_of(key: Any, num_shards: int) -> int:
-    """A stable shard for an entity key: the same in every process and every run."""
-    if num_shards == 1:
-        return 0
-    return zlib.crc32(repr(key).encode("utf-8")) % num_shards
 
 
 class _CallFn(beam.DoFn):

@@ -1,15 +1,15 @@
 """``RelatedRows``: a has-many input as the assemble stage emits it, and its ``DataFrame``.
 
 The state stage hands on the rows it holds and the firing's time; the sink's
-filters, time window and projection are applied by pyarrow when the sink is
+filters, time window and projection are applied when the sink is
 called (``CallSink``), so the keyed stage stays cheap.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from sinks.dataframe import DataFrame
-from sinks.features import Ref, info
+from sinks.dataframe import DataFrame, related_frame
+from sinks.features import Ref
 from transforms.assemble.parse import moment
 
 
@@ -33,13 +33,4 @@ class RelatedRows:
     def frame(self, ref: Ref) -> DataFrame:
         """The ``DataFrame`` a sink parameter annotated ``ref`` receives: every scalar feature of
         the related class, filtered (windows end at ``now``) and projected as ``ref`` says."""
-        related = info(ref.leaf.related)
-        columns = related.scalars
-        prefix = related.namespace + "."
-        rows = [{prefix + f.name: row.get(f.name) for f in columns} for row in self.rows]
-        result = DataFrame(rows, columns=columns, time_column=related.feature_time, now=moment(self.now))
-        if ref.filters:
-            result = result.filter(*ref.filters)
-        if ref.projection:
-            result = result[tuple(ref.projection)]
-        return result
+        return related_frame(self.rows, ref, moment(self.now))

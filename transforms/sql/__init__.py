@@ -1,8 +1,12 @@
-"""SQL writes: append and upsert through SQLAlchemy, in batches, retried, dead-lettered."""
-from transforms.sql.schema import SchemaMismatchError
+"""SQL writes: append and upsert through SQLAlchemy, in batches, retried, dead-lettered.
+
+A reusable block: it imports nothing of the sink runtime (``tests/test_boundaries.py``).
+"""
+from transforms.retry import RetryPolicy
+from transforms.sql.errors import SchemaMismatchError, TableWriteError
 from transforms.sql.table import TableSpec
 from transforms.sql.write import WRITTEN, WriteBatchesToSQL, WriteToSQL
 from transforms.sql.writer import SQLWriter, WriteRetry
 
-__all__ = ["SchemaMismatchError", "SQLWriter", "TableSpec", "WRITTEN", "WriteBatchesToSQL", "WriteRetry",
-           "WriteToSQL"]
+__all__ = ["RetryPolicy", "SchemaMismatchError", "SQLWriter", "TableSpec", "TableWriteError", "WRITTEN",
+           "WriteBatchesToSQL", "WriteRetry", "WriteToSQL"]

@@ -1,47 +1,45 @@
-"""Which database errors are worth retrying.
+"""The SQL layer's own errors, and the three kinds of database error a writer tells apart.
 
-Transient: the connection was refused, dropped or reset, the server is
-restarting or out of connections, or the transaction lost a race
-(serialization failure, deadlock, lock timeout). Anything else is taken to be
-about the data, and the writer isolates the rows that cause it.
+Each dialect (:mod:`transforms.sql.dialects`) sorts its driver's errors into
+these kinds; the writer retries ``TRANSIENT`` ones, stops at ``TABLE`` ones and
+isolates the rows behind ``ROW`` ones.
 """
 from __future__ import annotations
 
-import sqlite3
+import enum
 
 import sqlalchemy.exc
 
-# SQLSTATE classes and codes: connection exception, insufficient resources, operator
-# intervention (shutdown, crash, cannot connect now), system error; serialization
-# failure, deadlock, lock not available, query cancelled by a timeout.
-_PG_CLASSES = {"08", "53", "57", "58"}
-_PG_CODES = {"40001", "40P01", "55P03"}
-# MySQL/MariaDB: too many connections, shutdown in progress, lock wait timeout,
-# deadlock, connection killed, network errors, client-side connection errors.
-_MYSQL_CODES = {1040, 1053, 1152, 1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161, 1205, 1213,
-                1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031}
+
+class ErrorKind(enum.Enum):
+    TRANSIENT = "transient"
+    """Retrying the same write later may well succeed: the connection was refused, dropped
+    or reset, the server is restarting or out of connections, the transaction lost a race."""
+    TABLE = "table"
+    """No row can be written: no privilege, no such table or column, a read-only database,
+    a failed login. Retrying or isolating rows would only repeat it."""
+    ROW = "row"
+    """The database refused the data: some rows of the batch are bad."""
 
 
-def is_transient(error: BaseException) -> bool:
-    """True when retrying the same write later may well succeed."""
-    if isinstance(error, sqlalchemy.exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        if error.orig is None:
-            return False
+class SchemaMismatchError(ValueError):
+    """A target table that cannot take the rows of its mapped class."""
+
+
+class TableWriteError(RuntimeError):
+    """A write that failed for the table's or the connection's sake, not a row's: the sink's
+    writes stop at once."""
+
+
+class TransientFailure(Exception):
+    """A batch that kept failing for transient reasons until the retry policy gave up, or that
+    was not retried because the database was already known to be away."""
+
+
+def reason(error: BaseException) -> str:
+    """The database's own message, without the statement and parameters SQLAlchemy appends
+    (a batch's parameters can run to megabytes)."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.orig is not None:
         error = error.orig
-    if isinstance(error, (sqlalchemy.exc.TimeoutError, ConnectionError, TimeoutError)):
-        return True
-    module = type(error).__module__.split(".")[0]
-    if module == "psycopg2":
-        code = getattr(error, "pgcode", None)
-        if code is None:  # raised by libpq itself: refused, reset, closed
-            return type(error).__name__ in ("OperationalError", "InterfaceError")
-        return code[:2] in _PG_CLASSES or code in _PG_CODES
-    if module == "pymysql":
-        code = error.args[0] if error.args and isinstance(error.args[0], int) else None
-        return code in _MYSQL_CODES or type(error).__name__ == "InterfaceError"
-    if isinstance(error, sqlite3.OperationalError):
-        message = str(error)
-        return "locked" in message or "busy" in message
-    return False
+    text = str(error).strip() or type(error).__name__
+    return f"{type(error).__name__}: {text}"

@@ -4,27 +4,24 @@ missing tables.
 A mismatch is refused with an error naming the sink, the table and the
 column: a missing table or column, a column whose type cannot hold the mapped
 values, a NOT NULL column without default that the class never writes, or an
-upsert conflict key the table does not enforce as unique.
+conflict key (of an upsert, or an append that skips stored keys) the table does not
+enforce as unique.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import sqlalchemy
 from sqlalchemy import types
 from sqlalchemy.engine import Engine
 
-from sinks.errors import DefinitionError
+from transforms.sql.errors import SchemaMismatchError
 from transforms.sql.table import TableSpec
 
-
-class SchemaMismatchError(DefinitionError):
-    """A target table that cannot take the rows of its mapped class."""
-
-
 # Type families, most specific first; a mapped family may be written to any in its set.
-_FAMILIES = [
-    ("boolean", types.Boolean), ("integer", types.Integer), ("numeric", types.Numeric),
+# Float is listed beside Numeric: since SQLAlchemy 2.1 it no longer subclasses it.
+_FAMILIES: List[Tuple[str, Any]] = [
+    ("boolean", types.Boolean), ("integer", types.Integer), ("numeric", (types.Numeric, types.Float)),
     ("datetime", types.DateTime), ("date", types.Date), ("time", types.Time),
     ("interval", types.Interval), ("json", types.JSON), ("binary", types._Binary),
     ("uuid", types.Uuid), ("array", types.ARRAY), ("string", types.String),
@@ -54,7 +51,7 @@ def _family(type_: types.TypeEngine) -> Optional[str]:
     return None
 
 
-def prepare_table(engine: Engine, spec: TableSpec, sink: str, create: bool, upsert: bool) -> None:
+def prepare_table(engine: Engine, spec: TableSpec, sink: str, create: bool, keyed: bool) -> None:
     """Create the table when asked and missing, then check it; raises :class:`SchemaMismatchError`."""
     inspector = sqlalchemy.inspect(engine)
     table = spec.table
@@ -81,14 +78,14 @@ def prepare_table(engine: Engine, spec: TableSpec, sink: str, create: bool, upse
                 and not found.get("autoincrement") and not found.get("identity")):
             raise SchemaMismatchError(
                 f"{where}, column {name!r} is NOT NULL without a default, and {spec.label} does not map it")
-    if upsert:
+    if keyed:  # upserts and skip_existing appends
         _check_unique(inspector, spec, where)
 
 
 def _check_unique(inspector: Any, spec: TableSpec, where: str) -> None:
     key = set(spec.table.columns[k].name for k in spec.key)
     if not key:
-        raise SchemaMismatchError(f"{where} has no primary key to upsert on (name a unique constraint)")
+        raise SchemaMismatchError(f"{where} has no primary key to write by (name a unique constraint)")
     table = spec.table
     unique: List[set] = [set(inspector.get_pk_constraint(table.name, schema=table.schema)
                              .get("constrained_columns") or [])]
@@ -97,4 +94,4 @@ def _check_unique(inspector: Any, spec: TableSpec, where: str) -> None:
                if i.get("unique")]
     if key not in unique:
         raise SchemaMismatchError(
-            f"{where} has no primary key or unique constraint on ({', '.join(sorted(key))}) to upsert on")
+            f"{where} has no primary key or unique constraint on ({', '.join(sorted(key))}) to write by")

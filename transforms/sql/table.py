@@ -3,7 +3,7 @@ and how a mapped instance or a dict becomes a row of column values."""
 from __future__ import annotations
 
 import operator
-from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import sqlalchemy
 from sqlalchemy import Column, Table
@@ -19,15 +19,21 @@ class RowError(ValueError):
 class TableSpec:
     """A target table and the mapping from a model's instances (or dicts) to its rows.
 
+    It pickles as the table's description (a ``Table`` and the attribute names), not
+    as the model class, so a model declared in the pipeline's own script or inside
+    a function reaches the workers too.
+
     Args:
       model: a SQLAlchemy mapped class, or a ``Table``.
       conflict: the upsert conflict target: column names, or the name of a
         unique constraint of the table; the primary key when None.
+      version: the column (name or attribute) that orders the versions of a key's
+        row; None for the column whose ``info`` has ``"version": True``, if any.
+        An upsert never replaces a row by one with a lower version.
     """
 
-    def __init__(self, model: Any, conflict: Union[None, str, Sequence[str]] = None) -> None:
-        self.model = model
-        self._conflict = conflict
+    def __init__(self, model: Any, conflict: Union[None, str, Sequence[str]] = None,
+                 version: Optional[str] = None) -> None:
         if isinstance(model, Table):
             self.table = model
             self._attributes: List[Tuple[str, str]] = []
@@ -45,18 +51,17 @@ class TableSpec:
         self._aliases: Dict[str, str] = {c.name: str(c.key) for c in self.columns if c.name != c.key}
         self._aliases.update((attribute, key) for attribute, key in self._attributes if attribute != key)
         self.key: Tuple[str, ...] = self._conflict_key(conflict)
-        self._key_getter = operator.itemgetter(*self.key) if self.key else (lambda row: ())
+        self._key_getter: Callable[[Row], Any] = operator.itemgetter(*self.key) if self.key else _no_key
+        self.version: Optional[str] = self._version_key(version)
         # Columns whose value, when None, is left to the database: identity, serial, server default.
+        # (``Table.autoincrement_column`` is not public in SQLAlchemy 2.0.0, which setup.py allows.)
+        serial = self.table._autoincrement_column
         self._database_filled = frozenset(
             c.key for c in self.columns
-            if c.server_default is not None or c.identity is not None or c is self.table.autoincrement_column)
+            if c.server_default is not None or c.identity is not None or c is serial)
         self._database_filled_order = tuple(c.key for c in self.columns if c.key in self._database_filled)
         self._python_defaults: List[Tuple[str, Any]] = [(c.key, c.default) for c in self.columns
                                  if c.default is not None and (c.default.is_scalar or c.default.is_callable)]
-
-    def __reduce__(self) -> Tuple[Any, ...]:
-        # Rebuilt from the model on the worker; the model pickles by reference.
-        return TableSpec, (self.model, self._conflict)
 
     @property
     def name(self) -> str:
@@ -80,6 +85,19 @@ class TableSpec:
             raise ValueError(f"table {self.name!r} has no column {unknown[0]!r}")
         return keys
 
+    def _version_key(self, version: Optional[str]) -> Optional[str]:
+        if version is None:
+            flagged = [str(c.key) for c in self.columns if c.info.get("version")]
+            if len(flagged) > 1:
+                raise ValueError(f"table {self.name!r} flags {len(flagged)} version columns: {flagged}")
+            return flagged[0] if flagged else None
+        key = self._aliases.get(version, version)
+        if key not in self._keys:
+            raise ValueError(f"table {self.name!r} has no column {version!r} to take as the version")
+        if key in self.key:
+            raise ValueError(f"the version column {version!r} of table {self.name!r} is part of the conflict key")
+        return key
+
     def row(self, value: Any) -> Row:
         """The row for a mapped instance or a dict of column values; raises :class:`RowError`.
 
@@ -90,7 +108,7 @@ class TableSpec:
             row = {self._aliases.get(k) or k: v for k, v in value.items()} if self._aliases else value
             if not self._keys.issuperset(row):
                 raise RowError(f"table {self.name!r} has no column {sorted(set(row) - self._keys)[0]!r}")
-        elif self._attributes and isinstance(value, self.model):
+        elif self._attributes and self._maps(value):
             state = value.__dict__
             row = {key: state[attribute] for attribute, key in self._attributes if attribute in state}
         else:
@@ -102,6 +120,12 @@ class TableSpec:
                 for key, default in missing:
                     row[key] = default.arg(None) if default.is_callable else default.arg
         return row
+
+    def _maps(self, value: Any) -> bool:
+        """True for an instance of a class mapped to this table (not checked by class: the
+        class need not be importable where the rows are written)."""
+        state = getattr(value, "_sa_instance_state", None)
+        return state is not None and getattr(state.mapper.local_table, "fullname", None) == self.name
 
     def groups(self, rows: Iterable[Row]) -> Dict[Tuple[str, ...], List[Row]]:
         """Rows grouped by the columns they write, so that each group is one statement.
@@ -127,12 +151,30 @@ class TableSpec:
             return tuple(row.get(k) for k in self.key)
 
 
+def _no_key(row: Row) -> Tuple[()]:
+    return ()
+
+
 def latest_per_key(spec: TableSpec, rows: Sequence[Row]) -> List[Row]:
-    """The last row of each conflict key, in the order of their last appearance."""
+    """One row per conflict key: the one with the highest version (of equal versions, and
+    without a version column, the last to arrive), in the order of their last appearance.
+    A row without a version is older than any row with one."""
     latest: Dict[Any, Row] = {}
+    version = spec.version
     for row in rows:
         key = spec.key_of(row)
-        latest.pop(key, None)
+        kept = latest.pop(key, None)
+        if kept is not None and version is not None and _older(row.get(version), kept.get(version)):
+            row = kept
         latest[key] = row
     return list(latest.values())
+
+
+def _older(version: Any, than: Any) -> bool:
+    if version is None or than is None:
+        return version is None and than is not None
+    try:
+        return bool(version < than)
+    except TypeError:  # versions that do not compare: the database will tell
+        return False
 

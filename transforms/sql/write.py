@@ -7,8 +7,11 @@
 Batches follow Beam's bundles: nothing waits for a timer, and a bundle's rows
 are committed before the bundle is. Upserts are routed by their conflict key
 to a keyed write step, so that every row of one key is written by the same
-shard, batch after batch, in the order it arrived: the row that stays is the
-last update.
+shard, batch after batch, in the order it arrived: without a version column
+the row that stays is the last update to arrive. With one (``version=``), the
+row that stays is the one with the highest version, whatever the order of
+arrival: runners that reorder (Flink, Dataflow), reruns and backfills cannot
+make it regress.
 """
 from __future__ import annotations
 
@@ -23,25 +26,30 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils.windowed_value import WindowedValue
 
-from sinks.integrations import SQLSource, SQLiteSource
-from transforms.call import shard_of
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.retry import RetryPolicy
+from transforms.sharding import shard_of
+from transforms.sql.dialects import dialect_for
+from transforms.sql.errors import reason
 from transforms.sql.schema import prepare_table
-from transforms.sql.table import TableSpec
-from transforms.sql.writer import SQLWriter, WriteResult, WriteRetry
+from transforms.sql.table import RowError, TableSpec
+from transforms.sql.writer import Database, SQLWriter, WriteResult, WriteRetry
 
 WRITTEN = "written"
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_WRITE_BATCH_SIZE = 5000
+"""Rows per write transaction, at most."""
+DEFAULT_WRITE_SHARDS = 4
 
 
 class _WriteBatchFn(beam.DoFn):
     """Writes each batch (a list of rows, or a ``(key, rows)`` pair) in one transaction."""
 
-    def __init__(self, integration: SQLSource, spec: TableSpec, upsert: bool, retry: WriteRetry,
-                 name: str) -> None:
+    def __init__(self, integration: Database, spec: TableSpec, upsert: bool, retry: RetryPolicy,
+                 name: str, skip_existing: bool) -> None:
         self.integration = integration
         self.spec = spec
         self.upsert = upsert
+        self.skip_existing = skip_existing
         self.retry = retry
         self.name = name
         namespace = f"sinks.{name}"
@@ -52,7 +60,7 @@ class _WriteBatchFn(beam.DoFn):
         self.latency = Metrics.distribution(namespace, "write_latency_ms")
 
     def setup(self) -> None:
-        self.writer = SQLWriter(self.integration, self.spec, self.upsert, self.retry)
+        self.writer = SQLWriter(self.integration, self.spec, self.upsert, self.retry, self.name, self.skip_existing)
         self.writer.open()
         # A batch is written on this thread while Beam makes the next one: the database's share
         # of the work overlaps Beam's. A single thread keeps the batches in order.
@@ -91,9 +99,10 @@ class _WriteBatchFn(beam.DoFn):
         self.batches.inc()
         self.rows.inc(result.written)
         self.retries.inc(result.retries)
-        for row, error in result.failed:
+        for number, (row, error) in enumerate(result.failed):
             self.dead_letters.inc()
-            record = dead_letter("write", self.name, error, row)
+            # A batch that failed as one (an outage) would repeat one long traceback per row.
+            record = dead_letter("write", self.name, error, row, reason(error), with_traceback=number == 0)
             yield TaggedOutput(DEAD_LETTERS, WindowedValue(record, timestamp, (window,)))
         yield WindowedValue(result.written, timestamp, (window,))
 
@@ -120,16 +129,23 @@ class WriteBatchesToSQL(beam.PTransform):
     which already runs that way). Returns the same outputs as :class:`WriteToSQL`.
     """
 
-    def __init__(self, integration: SQLSource, model: Any, upsert: bool = False,
+    def __init__(self, integration: Database, model: Any, upsert: bool = False,
                  conflict: Union[None, str, Sequence[str]] = None, create_tables: Optional[bool] = None,
-                 validate: bool = True, retry: WriteRetry = WriteRetry(), name: Optional[str] = None,
-                 keyed: bool = False) -> None:
-        self.spec = TableSpec(model, conflict)
+                 validate: bool = True, retry: RetryPolicy = WriteRetry(), name: Optional[str] = None,
+                 keyed: bool = False, version: Optional[str] = None, skip_existing: bool = False) -> None:
+        self.spec = TableSpec(model, conflict, version)
         self.sink_name = name or self.spec.name
         super().__init__(f"WriteBatchesToSQL({self.sink_name})")
+        if upsert and skip_existing:
+            raise ValueError(f"sink {self.sink_name!r}: upsert replaces stored rows and skip_existing keeps them")
+        dialect = dialect_for(integration.url.get_backend_name())
+        if (upsert or skip_existing) and not dialect.upserts:
+            raise NotImplementedError(f"sink {self.sink_name!r}: {'upsert' if upsert else 'skip_existing'} "
+                                      f"is not supported on {integration.url.get_backend_name()}")
         self.integration = integration
         self.upsert = upsert
-        self.create_tables = isinstance(integration, SQLiteSource) if create_tables is None else create_tables
+        self.skip_existing = skip_existing
+        self.create_tables = dialect.create_tables if create_tables is None else create_tables
         self.validate = validate
         self.retry = retry
         self.keyed = keyed
@@ -139,14 +155,15 @@ class WriteBatchesToSQL(beam.PTransform):
             self._prepare()
         write_fn = _ShardWriteBatchFn if self.keyed else _WriteBatchFn
         return batches | "Write" >> beam.ParDo(
-            write_fn(self.integration, self.spec, self.upsert, self.retry, self.sink_name)
+            write_fn(self.integration, self.spec, self.upsert, self.retry, self.sink_name, self.skip_existing)
         ).with_outputs(DEAD_LETTERS, main=WRITTEN)
 
     def _prepare(self) -> None:
         """Create and check the table now, while the pipeline is built: before any data moves."""
         engine = self.integration.create_engine()
         try:
-            prepare_table(engine, self.spec, self.sink_name, self.create_tables, self.upsert)
+            prepare_table(engine, self.spec, self.sink_name, self.create_tables,
+                          keyed=self.upsert or self.skip_existing)
         finally:
             engine.dispose()
 
@@ -171,20 +188,33 @@ class WriteToSQL(beam.PTransform):
       create_tables: create the table when it is missing (default: only on SQLite).
       validate: check the table against ``model`` while the pipeline is built,
         so that a mismatch stops it before any data moves.
-      retry: how transient failures are retried (see :class:`WriteRetry`).
+      retry: how transient failures are retried (:class:`WriteRetry`'s defaults: for
+        up to 300 s; ``deadline=0`` retries for as long as the database is away).
       name: the sink's name, for metrics (``sinks.<name>``) and dead letters.
+      skip_existing: append only rows whose conflict key the table does not hold
+        yet (``ON CONFLICT DO NOTHING``): given rows with a deterministic identity
+        (an input file and offset, an entity and its event sequence) as a unique
+        key, a rerun or a retried bundle adds no duplicates.
+      version: (upsert) the column that orders a key's versions, such as the entity's
+        event time; a row is never replaced by one with a lower version, whatever
+        order rows arrive in (see :class:`~transforms.sql.table.TableSpec`).
+
+    Raises :class:`~transforms.sql.errors.TableWriteError` (failing the pipeline)
+    when the table itself cannot be written: no privilege, no such table or
+    column, a read-only database, a refused login.
 
     Returns a ``DoOutputsTuple``: ``written`` (rows written per batch) and
     ``dead_letters`` (one record per row that could not be written, with the
     database's reason).
     """
 
-    def __init__(self, integration: SQLSource, model: Any, upsert: bool = False,
-                 conflict: Union[None, str, Sequence[str]] = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 num_shards: int = 4, create_tables: Optional[bool] = None, validate: bool = True,
-                 retry: WriteRetry = WriteRetry(), name: Optional[str] = None) -> None:
+    def __init__(self, integration: Database, model: Any, upsert: bool = False,
+                 conflict: Union[None, str, Sequence[str]] = None, batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
+                 num_shards: int = DEFAULT_WRITE_SHARDS, create_tables: Optional[bool] = None,
+                 validate: bool = True, retry: RetryPolicy = WriteRetry(), name: Optional[str] = None,
+                 version: Optional[str] = None, skip_existing: bool = False) -> None:
         self.write = WriteBatchesToSQL(integration, model, upsert, conflict, create_tables, validate, retry, name,
-                                       keyed=upsert)
+                                       keyed=upsert, version=version, skip_existing=skip_existing)
         super().__init__(f"WriteToSQL({self.write.sink_name})")
         if batch_size < 1 or num_shards < 1:
             raise ValueError("batch_size and num_shards must be positive")
@@ -194,18 +224,20 @@ class WriteToSQL(beam.PTransform):
     def expand(self, rows: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         batches = rows | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
         if self.write.upsert:
-            spec, num_shards = self.write.spec, self.num_shards
             batches = batches | "SplitByShard" >> beam.FlatMap(
-                lambda batch: _split_by_shard(spec, batch, num_shards)).with_output_types(Tuple[int, List[Any]])
+                _split_by_shard, self.write.spec, self.num_shards).with_output_types(Tuple[int, List[Any]])
         return batches | self.write
 
 
-def _split_by_shard(spec: TableSpec, batch: Sequence[Any], num_shards: int) -> Iterable[Tuple[int, List[Any]]]:
+def _split_by_shard(batch: Sequence[Any], spec: TableSpec, num_shards: int) -> Iterable[Tuple[int, List[Any]]]:
+    """Each value as its row (a dict, cheap to encode for the keyed step, and free of the model
+    class), in the batch of its key's shard."""
     shards: Dict[int, List[Any]] = {}
     for value in batch:
         try:
-            key = spec.key_of(spec.row(value))
-        except Exception:  # not a row of the table: the writer dead-letters it, any shard will do
+            value = spec.row(value)
+            key = spec.key_of(value)
+        except RowError:  # not a row of the table: the writer dead-letters it, any shard will do
             key = None
         shards.setdefault(shard_of(key, num_shards), []).append(value)
     return shards.items()
