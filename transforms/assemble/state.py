@@ -30,7 +30,7 @@ from apache_beam.utils import windowed_value
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.assemble import clock
-from transforms.assemble.messages import NEVER, HeldRow, Member, Own, Rel
+from transforms.assemble.messages import NEVER, OLDER, ROW, TIME, HeldRow, Member, Own, Rel
 from transforms.assemble.parse import moment
 from transforms.assemble.plan import Edge, Node, SinkPlan, WindowPlan
 from transforms.assemble.related import RelatedRows
@@ -234,8 +234,8 @@ class EntityStateFn(beam.DoFn):
         """A relation of the entity resolved: its row (has-one, None if unknown) or its rows (has-many)."""
         rows = self._rows(state, key, relation)
         if self.children[relation].edge.many:
-            return [held.row for held in rows.values()] if rows else []
-        return max(rows.values(), key=_time).row if rows else None
+            return [held[ROW] for held in rows.values()] if rows else []
+        return max(rows.values(), key=_time)[ROW] if rows else None
 
     def row(self, state: EntityState, key: Any) -> Dict[str, Any]:
         """The entity's features, with each relation resolved."""
@@ -327,10 +327,18 @@ class EntityStateFn(beam.DoFn):
                          resolved: Dict[str, Any]) -> bool:
         """Whether a row entered or left a window of sink ``index`` as "now" went from ``after`` to ``until``."""
         for head, rest, windows in self.windows[index]:
-            for row in self._window_rows(state, key, head, rest, resolved):
-                for window in windows:
-                    time = row.get(window.attr)
-                    if time is not None and any(after < change <= until for change in window.changes(time)):
+            rows = self._window_rows(state, key, head, rest, resolved)
+            for window in windows:
+                # A row timed t changes at t and t + ago + 1 (after), at t + ago (before): the
+                # times whose changes fall in (after, until], computed once per window.
+                attr, ago = window.attr, window.ago
+                if window.side == "after":
+                    low, high, low_out, high_out = after, until, after - ago - 1, until - ago - 1
+                else:
+                    low, high = low_out, high_out = after - ago, until - ago
+                for row in rows:
+                    time = row.get(attr)
+                    if time is not None and (low < time <= high or low_out < time <= high_out):
                         return True
         return False
 
@@ -451,13 +459,13 @@ def _store(stored: Any, value: Any) -> None:
 
 
 def _time(held: HeldRow) -> int:
-    return held.time
+    return held[TIME]
 
 
 def _row_time(held: HeldRow, attr: Optional[str]) -> int:
     """A held row's time for pruning: its FeatureTime, else its newest update's."""
-    found = held.row.get(attr) if attr else None
-    return found if found is not None else held.time
+    found = held[ROW].get(attr) if attr else None
+    return found if found is not None else held[TIME]
 
 
 def _in_order(messages: List[Any]) -> List[Any]:
@@ -484,28 +492,28 @@ def merge_row(rows: Dict[Any, HeldRow], child_key: Any, time: Optional[int],
     (arrival order) and keeps its time."""
     held = rows.get(child_key)
     if values is None:
-        if held is None or time is None or time >= held.time:
+        if held is None or time is None or time >= held[TIME]:
             rows.pop(child_key, None)
         return
     if held is None:
-        rows[child_key] = HeldRow(NEVER if time is None else time, dict(values), None)
+        rows[child_key] = (NEVER if time is None else time, dict(values), None)
         return
     if time is None:
-        rows[child_key] = HeldRow(held.time, {**held.row, **values}, held.older)
+        rows[child_key] = (held[TIME], {**held[ROW], **values}, held[OLDER])
         return
-    older = held.older
-    if time >= held.time:
+    older = held[OLDER]
+    if time >= held[TIME]:
         # Attributes this update leaves out keep their own (older) times.
-        kept = {attr: (older.get(attr, held.time) if older else held.time)
-                for attr in held.row if attr not in values}
-        rows[child_key] = HeldRow(time, {**held.row, **values}, {a: t for a, t in kept.items() if t < time} or None)
+        kept = {attr: (older.get(attr, held[TIME]) if older else held[TIME])
+                for attr in held[ROW] if attr not in values}
+        rows[child_key] = (time, {**held[ROW], **values}, {a: t for a, t in kept.items() if t < time} or None)
         return
-    row, older = dict(held.row), dict(older or ())
+    row, older = dict(held[ROW]), dict(older or ())
     for attr, value in values.items():
-        if attr not in row or older.get(attr, held.time) <= time:
+        if attr not in row or older.get(attr, held[TIME]) <= time:
             row[attr] = value
             older[attr] = time
-    rows[child_key] = HeldRow(held.time, row, older)
+    rows[child_key] = (held[TIME], row, older)
 
 
 class LookupFn(beam.DoFn):
@@ -535,13 +543,13 @@ class LookupFn(beam.DoFn):
                 if parent not in members:
                     members[parent] = None
                     for child_key, held in rows.items():
-                        yield parent, Rel(self.relation, value, child_key, held.time, held.row)
+                        yield parent, Rel(self.relation, value, child_key, held[TIME], held[ROW])
                 continue
             _, _, child_key, time, values = message
             merge_row(rows, child_key, time, values)
             merged = rows.get(child_key)
-            forwarded = Rel(self.relation, value, child_key, merged.time if merged else time,
-                            merged.row if merged else None)
+            forwarded = Rel(self.relation, value, child_key, merged[TIME] if merged else time,
+                            merged[ROW] if merged else None)
             for parent in members:
                 yield parent, forwarded
         _store(stored, (rows, members))
