@@ -65,6 +65,9 @@ class _ParseFn(beam.DoFn):
         self.parsed = Metrics.counter("sinks.assemble", "updates")
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
 
+    def teardown(self) -> None:
+        clock.withdraw(self.clock_id)
+
     def start_bundle(self) -> None:
         # A held message is two values, its header and its features (see ``process``).
         self._groups = BundleGroups(2 * MAX_GROUP, 2 * MAX_HELD)
@@ -126,6 +129,8 @@ class _ParseFn(beam.DoFn):
 
     def finish_bundle(self) -> Iterable[TaggedOutput]:
         self.parsed.inc(self._parsed)
+        if self._latest_seen != NEVER:
+            clock.publish(self.clock_id)
         yield from map(_tagged_group, self._groups.drain())
 
 

@@ -394,6 +394,10 @@ class WindowedEntityStateFn(EntityStateFn):
         super().__init__(node, sinks, clock_id, as_of)
         self.bounded = bounded
 
+    def start_bundle(self) -> None:
+        # The data clock, read once per bundle (from files: see ``transforms.assemble.clock``).
+        self._latest: Optional[int] = None
+
     def process(self, element: Tuple[Any, List[Any]], stored=beam.DoFn.StateParam(EntityStateFn.STATE),
                 timer=beam.DoFn.TimerParam(WINDOW_TIMER)) -> Iterable[Any]:
         key, messages = element
@@ -412,7 +416,9 @@ class WindowedEntityStateFn(EntityStateFn):
         state.due = None
         # Never past the data (or ``as_of``): at the end of a bounded input, or a drain, the
         # watermark jumps to +infinity, and windows evaluated there would all be empty.
-        latest = clock.latest(self.clock_id, self.as_of)
+        if self._latest is None:
+            self._latest = clock.latest(self.clock_id, self.as_of)
+        latest = self._latest
         target = latest if self.bounded else due
         if target <= latest:
             if target > state.now:
