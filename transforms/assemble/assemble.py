@@ -85,7 +85,9 @@ class _ParseFn(beam.DoFn):
             routes = self.routes.get(namespace, ())
             for _, edge in routes:
                 if edge is not None:
-                    self._check_placed(values, namespace, edge)
+                    for attr in edge.child_attrs:
+                        if attr not in values:
+                            raise self._unplaced(namespace, edge)
         except BadUpdate as error:
             self.rejected.inc()
             return [TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))]
@@ -119,13 +121,12 @@ class _ParseFn(beam.DoFn):
         return outputs
 
     @staticmethod
-    def _check_placed(values: Dict[str, Any], namespace: str, edge: Edge) -> None:
-        """An update of a related row says which parent it belongs to: it carries its join key
-        (``null`` when it belongs to none)."""
-        if not all(attr in values for attr in edge.child_attrs):
-            needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
-            raise BadUpdate(f"an update of a related row must carry its join key {needed} "
-                            f"(relation '{edge.relation}')")
+    def _unplaced(namespace: str, edge: Edge) -> BadUpdate:
+        """An update of a related row must say which parent it belongs to: it carries its join
+        key (``null`` when it belongs to none)."""
+        needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
+        return BadUpdate(f"an update of a related row must carry its join key {needed} "
+                         f"(relation '{edge.relation}')")
 
     def finish_bundle(self) -> Iterable[TaggedOutput]:
         self.parsed.inc(self._parsed)
