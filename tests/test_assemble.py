@@ -515,3 +515,32 @@ def test_lookup_fan_out_follows_arrival_order_not_the_hash_seed():
     out = list(lookup.process(("p1", [Rel("plan", "p1", "p1", 5, {"id": "p1"})]), stored=stored))
     assert [parent for parent, _ in out] == parents
     assert isinstance(pickle.loads(stored.value)[1], dict)
+
+
+def test_every_update_counts_once_accepted_or_dead_lettered(bank):
+    # Defect 12: an update applied to one relation but dead-lettered for lacking a join key only
+    # a second relation needs was counted both accepted and rejected.
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    User, Account, Transfer = bank
+
+    @sink
+    def titles(uid: User.uuid, title: User.account.title):
+        pass
+
+    updates = [
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(0)},
+        {"account.id": "a1", "account.user_id": "u1", "account.title": "Gold"},
+        {"account.id": "a1", "account.title": "Silver"},                 # no join key: one dead letter
+    ]
+    _COLLECTED.clear()
+    _COLLECTED[DEAD_LETTERS] = []
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    outputs = pipeline | beam.Create(updates, reshuffle=False) | Assemble([titles])
+    outputs[DEAD_LETTERS] | beam.Map(_collect, DEAD_LETTERS)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counted = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+               if c.key.metric.namespace == "sinks.assemble"}
+    assert counted == {"updates": 2, "dead_letters": 1}
+    assert len(_COLLECTED[DEAD_LETTERS]) == 1
+    assert "must carry its join key 'account.user_id'" in _COLLECTED[DEAD_LETTERS][0]["error"]
