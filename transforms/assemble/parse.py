@@ -110,7 +110,11 @@ def _micros(value: Any) -> int:
     # A timestamp without zone is taken as UTC, like Beam's own timestamps. One that is valid in
     # its own zone may still lie outside datetime's range in UTC (9999-12-31T23:59:59-01:00):
     # converting raises OverflowError here rather than where a sink receives it.
-    return to_micros(stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc))
+    if stamp.tzinfo is None:
+        return to_micros(stamp.replace(tzinfo=timezone.utc))
+    if stamp.year in (1, 9999):     # converting costs ~1 µs: only where the offset can overflow
+        stamp = stamp.astimezone(timezone.utc)
+    return to_micros(stamp)
 
 
 def _day(value: Any) -> date:

@@ -297,7 +297,14 @@ class EntityStateFn(beam.DoFn):
         """A sink's inputs as of ``now``; None while a required one is unknown."""
         update = {}
         for name, head, rest, related, many, is_moment, optional in inputs:
-            value = self._value(state, key, head, rest, related, resolved)
+            if related:
+                if head not in resolved:
+                    resolved[head] = self.resolve(state, key, head)
+                value = resolved[head]
+            else:
+                value = state.values.get(head)
+            for attr in rest:
+                value = value.get(attr) if value is not None else None
             if is_moment and value is not None:
                 value = moment(value)
             if many:
@@ -428,10 +435,11 @@ class WindowedEntityStateFn(EntityStateFn):
                 changed = [index for index, windows in enumerate(self.windows)
                            if windows and self._windows_changed(state, key, index, before, target, resolved)]
                 yield from self._outputs(state, key, changed, target)
-                if self.prunes:
-                    self._prune(state, target)
-            if not self.bounded:
-                self._arm(state, key, timer)
+            if self.bounded:
+                return      # the input has ended: nothing reads this state again
+            if self.prunes:
+                self._prune(state, state.now)
+            self._arm(state, key, timer)
         # else: the watermark passed the data; an update for this entity arms the timer again.
         _store(stored, state.fields())
 
