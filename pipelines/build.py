@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import List, Optional, Sequence
 
 import apache_beam as beam
@@ -35,6 +35,8 @@ class JobSettings:
     create_tables: Optional[bool] = None
     database_url: Optional[str] = None
     allowed_lateness: timedelta = timedelta(0)
+    as_of: Optional[datetime] = None       # where a bounded run's windows end (default: the data's clock)
+    max_clock_skew: Optional[timedelta] = timedelta(days=1)   # FeatureTime beyond wall clock + this: dead letter
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     write_retry: WriteRetry = field(default_factory=WriteRetry)
     clock: Optional[Clock] = None          # the pacing buffers' processing-time clock
@@ -67,7 +69,8 @@ def build_job(updates: beam.PCollection, registry: Registry, settings: JobSettin
     With ``validate`` each SQL table is checked against its class now (see ``WriteToSQL``)."""
     chosen = selected_sinks(registry, settings.sink_names)
     override = source_from_url(settings.database_url) if settings.database_url else None
-    assembled = updates | "Assemble" >> Assemble(chosen, settings.allowed_lateness)
+    assembled = updates | "Assemble" >> Assemble(chosen, settings.allowed_lateness, settings.as_of,
+                                                 settings.max_clock_skew)
     letters = [*extra_dead_letters, assembled[DEAD_LETTERS]]
     for sink in chosen:
         delivered = assembled[sink.spec.name] | DeliverSink(

@@ -595,7 +595,12 @@ def _window(window: TimeWindow, frame: DataFrame, now: datetime) -> Mask:
         bound = now - window.ago
     except OverflowError:  # a window reaching before year 1 keeps every row
         bound = datetime.min.replace(tzinfo=now.tzinfo)
-    return _compare_times(values, compare, bound)
+    mask = _compare_times(values, compare, bound)
+    if window.side == "before":
+        return mask
+    # A row is in an after() window from its time until ``ago`` later: one timed after "now"
+    # (an ``index=`` feature set in the future) is not in it yet.
+    return _and(mask, _compare_times(values, operator.le, now))
 
 
 def _compare_times(values: List[Any], compare: Callable[[Any, Any], bool], bound: datetime) -> Mask:

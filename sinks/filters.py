@@ -179,7 +179,7 @@ class Not(Filter):
 
 
 class TimeWindow(Filter):
-    """``after(...)``/``before(...)``: rows whose time is after (or before) ``now - ago``.
+    """``after(...)``/``before(...)``: rows whose time is between ``now - ago`` and ``now`` (or before ``now - ago``).
 
     The time is the related class's ``FeatureTime`` unless ``index=`` names
     another feature; ``now`` is supplied when the filter is evaluated.
@@ -207,7 +207,11 @@ class TimeWindow(Filter):
     def mask(self, table: pa.Table, column_of: ColumnOf, now: datetime) -> Any:
         column = table.column(column_of(self.index))
         bound = pa.scalar(self._bound(now), type=column.type)
-        return pc.greater_equal(column, bound) if self.side == "after" else pc.less_equal(column, bound)
+        if self.side == "before":
+            return pc.less_equal(column, bound)
+        # A row is in an after() window from its time until ``ago`` later: one timed after "now"
+        # (an ``index=`` feature set in the future) is not in it yet.
+        return pc.and_kleene(pc.greater_equal(column, bound), pc.less_equal(column, pa.scalar(now, type=column.type)))
 
     def _bound(self, now: datetime) -> datetime:
         try:

@@ -239,19 +239,19 @@ def test_has_many_window_and_filter_as_transfers_arrive_change_and_age_out(bank)
                 "transfer.amount": amount, "transfer.created_at": at(day)}
 
     found, _ = run([totals], [
-        transfer("t1", 0),                                 # before the user: kept
+        transfer("t1", 0),                                 # before the user: its key is all the sink needs
         {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(1)},
         transfer("t2", 10, status="pending"),
         transfer("t2", 10),                                # same time: the new version replaces
         transfer("t3", 61),                                # t1 is now 61 days old
         transfer("t4", 30, status="failed"),               # late, out of order
-        transfer("t3", 61, user="u2"),                     # moves to u2 (not yet seen): no call
+        transfer("t3", 61, user="u2"),                     # moves to u2, known by it alone
         {"user.uuid": "u2", "user.full_name": "Bo", "user.ts": at(0)},
     ])
     calls = [(key, frame_ids(u["txns"], totals, "txns"), u["txns"].now) for key, u in found["totals"]]
     day = lambda d: (T0 + timedelta(days=d)).timestamp() * 1_000_000   # noqa: E731
     assert calls == [
-        ("u1", ["t1"], day(1)),
+        ("u1", ["t1"], day(0)),                            # the user's update carries no input of the sink
         ("u1", ["t1"], day(10)),
         ("u1", ["t1", "t2"], day(10)),
         ("u1", ["t2", "t3"], day(61)),
@@ -376,7 +376,9 @@ def test_windowed_input_is_refused_since_entity_state_spans_all_time(bank):
         windowed | Assemble([names])
 
 
-def test_without_feature_time_the_elements_own_timestamp_orders_updates(registry):
+def test_untimed_updates_apply_in_arrival_order_and_move_no_clock(registry):
+    # Defect 9: an update without FeatureTime used to take its element's timestamp (from a file,
+    # Beam's minimum), so it lost to every timed value and a later line was silently ignored.
     @features
     class Device:
         id: str
@@ -387,16 +389,158 @@ def test_without_feature_time_the_elements_own_timestamp_orders_updates(registry
         pass
 
     stream = (TestStream()
-              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "new"}, 10)])
-              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "old"}, 5)])
+              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "first"}, 10)])
+              .add_elements([TimestampedValue({"device.id": "d1", "device.name": "second"}, 5)])
               .advance_watermark_to_infinity())
     _COLLECTED.clear()
     _COLLECTED["names"] = []
     pipeline = beam.Pipeline("BundleBasedDirectRunner")
     fired = (pipeline | stream | Assemble([names]))["names"]
-    fired | beam.Map(lambda element, at=beam.DoFn.TimestampParam: _collect((element, at.micros), "names"))
+    fired | beam.Map(_collect, "names")
     pipeline.run().wait_until_finish()
-    assert _COLLECTED["names"] == [
-        (("d1", {"did": "d1", "name": "new"}), 10_000_000),
-        (("d1", {"did": "d1", "name": "new"}), 10_000_000),    # older by its element time: not stored
+    assert [update["name"] for _, update in _COLLECTED["names"]] == ["first", "second"]
+
+
+def test_a_timed_class_update_without_its_feature_time_applies_over_older_values(bank):
+    User, _, Transfer = bank
+
+    @sink
+    def statuses(uid: User.uuid, txns: User.transfers[Transfer.status == "successful"]):
+        pass
+
+    found, _ = run([statuses], [
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(5)},
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "pending",
+         "transfer.amount": 2.0, "transfer.created_at": at(1)},
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "successful"},   # no time
+    ])
+    last = found["statuses"][-1][1]["txns"]
+    assert frame_ids(last, statuses, "txns") == ["t1"]
+    assert last.rows[0]["created_at"] == (T0 + timedelta(days=1)).timestamp() * 1_000_000
+
+
+def test_far_future_feature_time_is_dead_lettered_and_touches_no_state(bank):
+    User, _, _ = bank
+
+    @sink
+    def totals(uid: User.uuid, txns: User.transfers[after(days_ago=60)]):
+        pass
+
+    future = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    found, _ = run([totals], [
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(0)},
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "ok", "transfer.amount": 1.0,
+         "transfer.created_at": at(1)},
+        {"transfer.id": "t2099", "transfer.user_id": "u1", "transfer.status": "ok", "transfer.amount": 1.0,
+         "transfer.created_at": "2099-01-01T00:00:00Z"},
+        {"transfer.id": "t9", "transfer.user_id": "u1", "transfer.status": "ok", "transfer.amount": 1.0,
+         "transfer.created_at": future},
+    ])
+    assert [frame_ids(u["txns"], totals, "txns") for _, u in found["totals"]] == [[], ["t1"]]
+    letters = found[DEAD_LETTERS]
+    assert len(letters) == 2 and all("clock skew" in letter["error"] for letter in letters)
+
+
+def test_a_root_known_only_through_its_related_rows_fires(bank):
+    # Defect 10: a user who only has transfers never fired, though its key and every input the
+    # sink reads are known.
+    User, _, Transfer = bank
+
+    @sink
+    def totals(uid: User.uuid, txns: User.transfers[Transfer.status == "successful"]):
+        pass
+
+    @sink
+    def named(uid: User.uuid, name: User.full_name):
+        pass
+
+    found, _ = run([totals, named], [
+        {"transfer.id": "t1", "transfer.user_id": "u7", "transfer.status": "successful",
+         "transfer.amount": 1.0, "transfer.created_at": at(0)},
+    ])
+    assert [(key, frame_ids(u["txns"], totals, "txns")) for key, u in found["totals"]] == [("u7", ["t1"])]
+    assert found["named"] == []     # its name is not known
+
+
+def test_an_older_full_row_fills_in_what_a_newer_partial_update_left_out(registry):
+    # Defect 4: a has-one joined through the parent's column; the newer partial update of the
+    # related row arrived first and the older full row was then dropped whole.
+    @features
+    class Plan:
+        id: str
+        title: str
+        price: float
+        ts: FeatureTime
+
+    @features
+    class Customer:
+        id: str
+        plan_id: Plan.id
+        ts: FeatureTime
+        plan: Plan
+
+    @sink
+    def billing(cid: Customer.id, title: Customer.plan.title, price: Customer.plan.price):
+        pass
+
+    found, _ = run([billing], [
+        {"customer.id": "c1", "customer.plan_id": "p1", "customer.ts": at(0)},
+        {"plan.id": "p1", "plan.title": "Gold", "plan.ts": at(2)},                   # newer, partial
+        {"plan.id": "p1", "plan.title": "Old", "plan.price": 9.5, "plan.ts": at(1)},  # older, full
+    ])
+    assert [update for _, update in found["billing"]] == [{"cid": "c1", "title": "Gold", "price": 9.5}]
+
+
+def test_lookup_fan_out_follows_arrival_order_not_the_hash_seed():
+    # Defect 11: a lookup's parents were a set, whose order over strings changes with each
+    # process's hash seed, and with it the calls downstream.
+    import pickle
+
+    from transforms.assemble.messages import Member, Rel
+    from transforms.assemble.state import LookupFn
+
+    class Stored:
+        value = None
+
+        def read(self):
+            return self.value
+
+        def write(self, value):
+            self.value = value
+
+    stored = Stored()
+    parents = [f"c{i}" for i in range(40)]
+    lookup = LookupFn("plan")
+    list(lookup.process(("p1", [Member(p) for p in parents]), stored=stored))
+    out = list(lookup.process(("p1", [Rel("plan", "p1", "p1", 5, {"id": "p1"})]), stored=stored))
+    assert [parent for parent, _ in out] == parents
+    assert isinstance(pickle.loads(stored.value)[1], dict)
+
+
+def test_every_update_counts_once_accepted_or_dead_lettered(bank):
+    # Defect 12: an update applied to one relation but dead-lettered for lacking a join key only
+    # a second relation needs was counted both accepted and rejected.
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    User, Account, Transfer = bank
+
+    @sink
+    def titles(uid: User.uuid, title: User.account.title):
+        pass
+
+    updates = [
+        {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(0)},
+        {"account.id": "a1", "account.user_id": "u1", "account.title": "Gold"},
+        {"account.id": "a1", "account.title": "Silver"},                 # no join key: one dead letter
     ]
+    _COLLECTED.clear()
+    _COLLECTED[DEAD_LETTERS] = []
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    outputs = pipeline | beam.Create(updates, reshuffle=False) | Assemble([titles])
+    outputs[DEAD_LETTERS] | beam.Map(_collect, DEAD_LETTERS)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counted = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+               if c.key.metric.namespace == "sinks.assemble"}
+    assert counted == {"updates": 2, "dead_letters": 1}
+    assert len(_COLLECTED[DEAD_LETTERS]) == 1
+    assert "must carry its join key 'account.user_id'" in _COLLECTED[DEAD_LETTERS][0]["error"]

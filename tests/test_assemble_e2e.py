@@ -37,7 +37,8 @@ def bank_stream(users: int, transfers: int, seed: int) -> list:
 
 
 def expected_aggregates(engine, updates) -> dict:
-    """Each user's successful transfers in the 60 days up to the latest time among its updates."""
+    """Each user's successful transfers in the 60 days up to the input's final clock: the latest
+    event time among all updates (windows are evaluated on the stream's clock, not the user's)."""
     users = [(u["user.uuid"], u["user.ts"]) for u in updates if "user.uuid" in u]
     transfers = [(u["transfer.id"], u["transfer.user_id"], u["transfer.status"], u["transfer.amount"],
                   u["transfer.created_at"]) for u in updates if "transfer.id" in u]
@@ -49,11 +50,9 @@ def expected_aggregates(engine, updates) -> dict:
         connection.exec_driver_sql("INSERT INTO in_transfers VALUES (%s, %s, %s, %s, %s)", transfers)
         rows = connection.exec_driver_sql("""
             WITH clock AS (
-              SELECT uuid, max(ts) AS now FROM (
-                SELECT uuid, ts FROM in_users
-                UNION ALL SELECT user_id, created_at FROM in_transfers
-                  WHERE user_id IN (SELECT uuid FROM in_users)) AS times
-              GROUP BY uuid)
+              SELECT u.uuid, g.now FROM (SELECT DISTINCT uuid FROM in_users) AS u
+              CROSS JOIN (SELECT max(ts) AS now FROM (
+                SELECT ts FROM in_users UNION ALL SELECT created_at FROM in_transfers) AS times) AS g)
             SELECT c.uuid, count(t.id), coalesce(sum(t.amount), 0)
             FROM clock c LEFT JOIN in_transfers t
               ON t.user_id = c.uuid AND t.status = 'successful'

@@ -29,7 +29,8 @@ def stream(tmp_path_factory):
 
 
 def expected_aggregates(updates) -> dict:
-    """Per user: count and sum of successful transfers in the 60 days up to its latest event."""
+    """Per user: count and sum of successful transfers in the 60 days up to the input's final
+    clock, its latest event time (windows are evaluated on the stream's clock)."""
     latest, transfers = {}, defaultdict(list)
     for u in updates:
         user = u.get("user.uuid") or u.get("account.user_id") or u.get("transfer.user_id")
@@ -38,7 +39,8 @@ def expected_aggregates(updates) -> dict:
         if "transfer.id" in u:
             transfers[user].append((at, u["transfer.status"], u["transfer.amount"]))
     result = {}
-    for user, now in latest.items():
+    now = max(latest.values())
+    for user in latest:
         amounts = [a for at, status, a in transfers[user]
                    if status == "successful" and now - timedelta(days=60) <= at <= now]
         result[user] = (len(amounts), sum(amounts))

@@ -22,7 +22,9 @@ rows flow up to its parent, and the root's stage fires the sinks. See
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+import time as wall
+import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -33,76 +35,103 @@ from apache_beam.typehints.native_type_compatibility import convert_to_beam_type
 from apache_beam.utils import windowed_value
 
 from sinks.sink import Sink
-from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of
+from transforms.assemble import clock
+from transforms.assemble.messages import NEVER, Member, Own, Rel
+from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of, to_micros
 from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
-from transforms.assemble.state import GLOBAL_WINDOW, MEMBER, OWN, REL, EntityStateFn, LookupFn, join_value
+from transforms.assemble.state import GLOBAL_WINDOW, LookupFn, entity_state_fn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group, GroupWithinBundle
 
 
 class _ParseFn(beam.DoFn):
     """Checks and coerces updates and sends each where ``routes`` say, grouped per key within
-    the bundle: ``(key, [OWN messages])`` to the stage of its own class, ``(join value, [REL
-    messages])`` to the stage (or lookup) of each parent whose related row it is, each group
-    stamped with its newest update's event time. Anything unusable goes to dead letters with
-    the reason.
+    the bundle: ``(key, [Own])`` to the stage of its own class, ``(join value, [Rel])`` to the
+    stage (or lookup) of each parent whose related row it is, each group stamped with its
+    newest update's event time. Anything unusable goes to dead letters with the reason, and
+    then touches no state: every update read counts once, as parsed or as a dead letter.
 
     Parsing and grouping are one step because invoking a DoFn that reads its element's
     timestamp costs about as much as parsing. A keyed stage reads one output of this step, so
     the runner can fuse them: a ``Flatten`` in between makes the FnApiRunner hold its whole
     input in memory."""
 
-    def __init__(self, parser: UpdateParser, routes: Dict[str, List[Tuple[str, Optional[Edge]]]]) -> None:
+    def __init__(self, parser: UpdateParser, routes: Dict[str, List[Tuple[str, Optional[Edge]]]],
+                 clock_id: str, max_clock_skew: Optional[timedelta]) -> None:
         self.parser = parser
         self.routes = routes
+        self.clock_id = clock_id
+        self.max_clock_skew = max_clock_skew
         self.parsed = Metrics.counter("sinks.assemble", "updates")
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
+
+    def teardown(self) -> None:
+        clock.withdraw(self.clock_id)
 
     def start_bundle(self) -> None:
         # A held message is two values, its header and its features (see ``process``).
         self._groups = BundleGroups(2 * MAX_GROUP, 2 * MAX_HELD)
         self._parsed = 0
+        self._latest_seen = NEVER
+        # The wall clock once per bundle: a bundle lasts well under the skew allowed (a day by default).
+        skew = self.max_clock_skew
+        self._latest = None if skew is None else int(wall.time() * 1_000_000) + skew // timedelta(microseconds=1)
 
-    def process(self, update: Any, windowed=beam.DoFn.WindowedValueParam) -> Iterable[TaggedOutput]:
+    def process(self, update: Any) -> Iterable[TaggedOutput]:
         # A list, not a generator: most updates output nothing until their group is due; a
         # drain is emitted lazily, group by group (see ``BundleGroups.drain``).
         try:
-            # The element's own time in µs, without the Timestamp object TimestampParam would build.
-            namespace, key, time, values = self.parser.parse(update, windowed.timestamp_micros)
+            namespace, key, time, values = self.parser.parse(update, self._latest)
+            routes = self.routes.get(namespace, ())
+            for _, edge in routes:
+                if edge is not None:
+                    for attr in edge.child_attrs:
+                        if attr not in values:
+                            raise self._unplaced(namespace, edge)
         except BadUpdate as error:
             self.rejected.inc()
             return [TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))]
         self._parsed += 1
+        if time is None:
+            stamp = NEVER
+        else:
+            stamp = time
+            if time > self._latest_seen:
+                self._latest_seen = time
+                clock.advance(self.clock_id, time)
         outputs: List[TaggedOutput] = []
         header: tuple
-        for tag, edge in self.routes.get(namespace, ()):
+        for tag, edge in routes:
             if edge is None:
-                to, header = key, (OWN, time)
+                to, header = key, (Own, time)
             else:
                 value = join_value(values, edge.child_attrs)
                 if value is None:
-                    outputs.append(self._unplaced(update, namespace, edge))
-                    continue
-                to, header = value, (REL, edge.relation, value, key, time)
+                    continue     # a null join key: the row belongs to no parent through this relation
+                to, header = value, (Rel, edge.relation, value, key, time)
             # Held as two values until its group is due, the message's header and its features,
             # not as one tuple: the collector never untracks a tuple holding a dict, so every
             # held message would reach its old generation and add to the full collections.
-            self._groups.add((tag, to), header, time)
-            full = self._groups.add((tag, to), values, time)
+            self._groups.add((tag, to), header, stamp)
+            full = self._groups.add((tag, to), values, stamp)
             if full is not None:
                 outputs.append(_tagged_group(full))
         if self._groups.full:
             return itertools.chain(outputs, map(_tagged_group, self._groups.drain()))
         return outputs
 
-    def _unplaced(self, update: Any, namespace: str, edge: Edge) -> TaggedOutput:
-        self.rejected.inc()
+    @staticmethod
+    def _unplaced(namespace: str, edge: Edge) -> BadUpdate:
+        """An update of a related row must say which parent it belongs to: it carries its join
+        key (``null`` when it belongs to none)."""
         needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
-        error = BadUpdate(f"an update of a related row must carry its join key {needed} (relation '{edge.relation}')")
-        return TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))
+        return BadUpdate(f"an update of a related row must carry its join key {needed} "
+                         f"(relation '{edge.relation}')")
 
     def finish_bundle(self) -> Iterable[TaggedOutput]:
         self.parsed.inc(self._parsed)
+        if self._latest_seen != NEVER:
+            clock.publish(self.clock_id)
         yield from map(_tagged_group, self._groups.drain())
 
 
@@ -110,17 +139,18 @@ def _tagged_group(group: Group) -> TaggedOutput:
     """A group of held headers and features as ``(key, [messages])``, for its stage."""
     (tag, key), held, micros = group
     parts = iter(held)
-    messages = [(*header, values) for header, values in zip(parts, parts)]
+    # tuple.__new__ builds the NamedTuple in C; its own __new__ is Python, measured in the profile.
+    messages = [tuple.__new__(header[0], (*header[1:], values)) for header, values in zip(parts, parts)]
     return TaggedOutput(tag, windowed_value.create((key, messages), micros, GLOBAL_WINDOW))
 
 
-def _memberships(group: Tuple[Any, List[tuple]], edge: Edge) -> Iterable[Tuple[Any, tuple]]:
+def _memberships(group: Tuple[Any, List[Any]], edge: Edge) -> Iterable[Tuple[Any, Member]]:
     key, messages = group
     for message in messages:
-        if message[0] == OWN:
-            value = join_value(message[2], edge.parent_attrs)
+        if type(message) is Own:
+            value = join_value(message.values, edge.parent_attrs)
             if value is not None:
-                yield value, (MEMBER, key)
+                yield value, Member(key)
 
 
 class Assemble(beam.PTransform):
@@ -135,18 +165,35 @@ class Assemble(beam.PTransform):
     :class:`transforms.assemble.related.RelatedRows`), timestamped with the entity's
     clock; and ``dead_letters``, one record per update that could not be used.
 
+    Time windows are evaluated as of the stream's clock (see ``transforms.assemble.state``):
+    an entity's windowed sinks fire again when the watermark passes the instant one of its
+    rows enters or leaves a window, but never past the data's clock.
+
     Args:
       sinks: the sinks to assemble inputs for; sinks sharing a root class share its state.
       allowed_lateness: how far behind an entity's clock an update may arrive and still
         count in a time window; has-many rows older than the longest window plus this are pruned.
+      as_of: the instant a bounded run ends at: window timers fire up to it, not past it
+        (default: the greatest valid event time in the input).
+      max_clock_skew: an update whose FeatureTime is further than this after the wall clock
+        is dead-lettered (None: no limit).
     """
 
-    def __init__(self, sinks: Sequence[Sink], allowed_lateness: timedelta = timedelta(0)) -> None:
+    def __init__(self, sinks: Sequence[Sink], allowed_lateness: timedelta = timedelta(0),
+                 as_of: Optional[datetime] = None, max_clock_skew: Optional[timedelta] = timedelta(days=1)) -> None:
         super().__init__()
         if not sinks:
             raise ValueError("Assemble needs at least one sink")
+        if as_of is not None and as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=timezone.utc)
+        if max_clock_skew is not None and max_clock_skew < timedelta(0):
+            raise ValueError(f"max_clock_skew must not be negative, not {max_clock_skew}")
         self.plans = plan_roots([s.spec for s in sinks], allowed_lateness)
         self.schemas = schemas_of(s.spec.root for s in sinks)
+        self.as_of = None if as_of is None else to_micros(as_of)
+        self.max_clock_skew = max_clock_skew
+        # Names this transform's data clock (``transforms.assemble.clock``) in the workers.
+        self.clock_id = uuid.uuid4().hex
 
     def expand(self, updates: beam.PCollection) -> Dict[str, beam.PCollection]:
         if not isinstance(updates.windowing.windowfn, GlobalWindows):
@@ -163,8 +210,8 @@ class Assemble(beam.PTransform):
                         tag = _input_tag(node) if child.edge.child_keyed else _input_tag(child)
                         routes.setdefault(child.schema.namespace, []).append((tag, child.edge))
         tags = sorted({tag for found in routes.values() for tag, _ in found})
-        parsed = updates | "Parse" >> beam.ParDo(
-            _ParseFn(UpdateParser(self.schemas), routes)).with_outputs(DEAD_LETTERS, *tags)
+        parse = _ParseFn(UpdateParser(self.schemas), routes, self.clock_id, self.max_clock_skew)
+        parsed = updates | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, *tags)
         outputs: Dict[str, beam.PCollection] = {}
         for plan in self.plans:
             fired = self._state(plan.root, parsed, plan.sinks)
@@ -178,7 +225,7 @@ class Assemble(beam.PTransform):
         own = _grouped_input(parsed, node, key_type)
         related = [self._related(child, own, parsed) for child in node.children.values()
                    if child.children or not (child.edge and child.edge.child_keyed)]
-        step = EntityStateFn(node, sinks)
+        step = entity_state_fn(node, sinks, self.clock_id, self.as_of, parsed[DEAD_LETTERS].is_bounded)
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
         return self._keyed(f"State[{node.label}]", [own], related, step, key_type)
@@ -200,7 +247,7 @@ class Assemble(beam.PTransform):
             groups, singles = [_grouped_input(parsed, child, join_type)], []
         members = parent_updates | f"Members[{child.label}]" >> beam.FlatMap(_memberships, edge)
         return self._keyed(f"Lookup[{child.label}]", groups, singles + [members],
-                           LookupFn(edge.relation, child.schema.time), join_type)
+                           LookupFn(edge.relation), join_type)
 
     @staticmethod
     def _keyed(label: str, groups: List[beam.PCollection], singles: List[beam.PCollection], step: Any,

@@ -34,8 +34,18 @@ class BadUpdate(ValueError):
 class ParsedUpdate(NamedTuple):
     namespace: str
     key: Any
-    time: int                       # event time, microseconds since the epoch
+    # Event time, µs since the epoch: the class's FeatureTime value; None when the update carries
+    # none (it then applies in arrival order and moves no clock).
+    time: Optional[int]
     values: Dict[str, Any]          # attribute name → coerced value (timestamps in µs)
+
+
+# What every coder, pyarrow column and database type downstream can hold: 64-bit integers,
+# decimals of at most 38 digits (pyarrow's decimal128), text that encodes as UTF-8, nesting
+# the dead-letter writer's JSON encoder can recurse through.
+INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
+MAX_DECIMAL_DIGITS = 38
+MAX_DEPTH = 64
 
 
 def to_micros(stamp: datetime) -> int:
@@ -50,6 +60,7 @@ def moment(time: int) -> datetime:
 
 def _text(value: Any) -> str:
     if isinstance(value, str):
+        check_plain(value)
         return value
     raise TypeError("expected a string")
 
@@ -58,12 +69,16 @@ def _integer(value: Any) -> int:
     if isinstance(value, bool):
         raise TypeError("expected an integer, not a bool")
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        return int(value.strip())
-    raise TypeError("expected an integer")
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        number = int(value.strip())
+    else:
+        raise TypeError("expected an integer")
+    if not INT_MIN <= number <= INT_MAX:
+        raise OverflowError("out of range: integers are 64-bit")
+    return number
 
 
 def _number(value: Any) -> float:
@@ -92,8 +107,14 @@ def _micros(value: Any) -> int:
         stamp = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
     else:
         raise TypeError("expected an ISO-8601 timestamp")
-    # A timestamp without zone is taken as UTC, like Beam's own timestamps.
-    return to_micros(stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp)
+    # A timestamp without zone is taken as UTC, like Beam's own timestamps. One that is valid in
+    # its own zone may still lie outside datetime's range in UTC (9999-12-31T23:59:59-01:00):
+    # converting raises OverflowError here rather than where a sink receives it.
+    if stamp.tzinfo is None:
+        return to_micros(stamp.replace(tzinfo=timezone.utc))
+    if stamp.year in (1, 9999):     # converting costs ~1 µs: only where the offset can overflow
+        stamp = stamp.astimezone(timezone.utc)
+    return to_micros(stamp)
 
 
 def _day(value: Any) -> date:
@@ -115,7 +136,48 @@ def _decimal(value: Any) -> Decimal:
         raise ValueError("not a decimal number") from None
     if not number.is_finite():
         raise ValueError("not a finite number")
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)   # finite
+    if max(len(digits) + max(exponent, 0), -exponent) > MAX_DECIMAL_DIGITS:
+        raise OverflowError(f"out of range: decimals have at most {MAX_DECIMAL_DIGITS} digits")
     return number
+
+
+def check_plain(value: Any, depth: int = 0) -> None:
+    """Raises ValueError/OverflowError if ``value`` (a str, an int, or a list or mapping of values
+    from JSON) holds something no coder, pyarrow column or database downstream can: an integer
+    beyond 64 bits, a string with a lone surrogate, nesting deeper than ``MAX_DEPTH``."""
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and not _encodes(value):
+            raise ValueError("not valid text: it holds a lone surrogate")
+    elif kind is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise OverflowError("out of range: integers are 64-bit")
+    elif kind in (list, tuple, dict) or isinstance(value, (abc.Mapping, list, tuple)):
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, abc.Mapping):
+            for item in value:
+                check_plain(item, depth + 1)
+            value = value.values()
+        for item in value:
+            check_plain(item, depth + 1)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _checked(value: Any) -> Any:
+    """A value of a type the parser does not coerce (time, timedelta, list, struct, enum…), as it
+    came, once nothing in it is out of range."""
+    check_plain(value)
+    return value
 
 
 def _bytes(value: Any) -> bytes:
@@ -124,7 +186,8 @@ def _bytes(value: Any) -> bytes:
     raise TypeError("expected bytes")
 
 
-# Types whose values pass as they are when they already have exactly that type.
+# Types whose values pass as they are when they already have exactly that type (and, for str
+# and int, are ASCII and within 64 bits: checked inline in ``parse``).
 _EXACT = (str, int, bool)
 
 _COERCIONS: Dict[Any, Callable[[Any], Any]] = {
@@ -140,13 +203,14 @@ class UpdateParser:
         self.schemas = dict(schemas)
         # Fully qualified name → (namespace, attribute, exact type, coercion, optional): a value
         # whose type is exactly the declared one (str, int, bool) passes without coercion.
-        self._fields: Dict[str, Tuple[str, str, Any, Optional[Callable[[Any], Any]], bool]] = {
+        self._fields: Dict[str, Tuple[str, str, Any, Callable[[Any], Any], bool]] = {
             f"{namespace}.{attr}": (namespace, attr, kind if kind in _EXACT else None,
-                                    _COERCIONS.get(kind), optional)
+                                    _COERCIONS.get(kind, _checked), optional)
             for namespace, schema in self.schemas.items() for attr, kind, optional in schema.types}
 
-    def parse(self, update: Any, element_time: int) -> ParsedUpdate:
-        """The checked update; ``element_time`` (µs) is its time when its class has no FeatureTime value."""
+    def parse(self, update: Any, latest: Optional[int] = None) -> ParsedUpdate:
+        """The checked update. ``latest`` (µs): the last FeatureTime accepted, the wall clock plus
+        the allowed clock skew; a later one would move the stream's clock past every real row."""
         if not isinstance(update, abc.Mapping):   # a third of the cost of typing.Mapping
             raise BadUpdate(f"a feature update is a mapping of feature names to values, not {type(update).__name__}")
         if not update:
@@ -159,21 +223,30 @@ class UpdateParser:
             if field is None or (namespace is not None and field[0] != namespace):
                 raise self._misnamed(update, name)
             namespace, attr, exact, coerce, optional = field
-            values[attr] = value if type(value) is exact else self._coerce(name, value, coerce, optional)
+            kind = type(value)
+            if kind is exact and (kind is bool or (value.isascii() if kind is str else INT_MIN <= value <= INT_MAX)):
+                values[attr] = value
+            else:
+                values[attr] = self._coerce(name, value, coerce, optional)
         assert namespace is not None   # the update names at least one feature
         schema = self.schemas[namespace]
         key = values.get(schema.primary)
         if key is None:
             raise BadUpdate(f"missing primary key '{namespace}.{schema.primary}'")
         time = values.get(schema.time) if schema.time else None
-        return ParsedUpdate(namespace, key, time if time is not None else element_time, values)
+        if time is not None and latest is not None and time > latest:
+            raise BadUpdate(f"'{namespace}.{schema.time}' = {moment(time).isoformat()} is more than the allowed "
+                            f"clock skew after the wall clock (accepted up to {moment(latest).isoformat()})")
+        return ParsedUpdate(namespace, key, time, values)
 
     def _misnamed(self, update: Mapping, name: Any) -> BadUpdate:
         """Why ``name`` cannot be read: a bad name, a second namespace, an unknown namespace or feature."""
         namespaces = set()
         for each in update:
             if not isinstance(each, str) or "." not in each:
-                return BadUpdate(f"feature name {each!r} is not 'namespace.feature'")
+                return BadUpdate(f"feature name {ascii(each)} is not 'namespace.feature'")
+            if not each.isascii() and not _encodes(each):
+                return BadUpdate(f"feature name {ascii(each)} is not valid text: it holds a lone surrogate")
             namespaces.add(each.split(".", 1)[0])
         if len(namespaces) > 1:
             return BadUpdate(f"an update names one namespace; this one names {', '.join(sorted(namespaces))}")
@@ -187,17 +260,15 @@ class UpdateParser:
                          f"{', '.join(namespace + '.' + attr for attr, _, _ in schema.types)}")
 
     @staticmethod
-    def _coerce(name: str, value: Any, coerce: Optional[Callable[[Any], Any]], optional: bool) -> Any:
+    def _coerce(name: str, value: Any, coerce: Callable[[Any], Any], optional: bool) -> Any:
         if value is None:
             if optional:
                 return None
             raise BadUpdate(f"'{name}' is null but not Optional")
-        if coerce is None:
-            return value
         try:
             return coerce(value)
         except (TypeError, ValueError, OverflowError) as error:
-            shown = repr(value)
+            shown = ascii(value)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
             raise BadUpdate(f"'{name}' = {shown}: {error}") from None
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from sinks.features import Feature, Ref, info
-from sinks.filters import And, Filter, TimeWindow
+from sinks.filters import And, Filter, Not, Or, TimeWindow
 from sinks.sink import SinkSpec
 
 
@@ -69,6 +69,22 @@ class Node:
 
 
 @dataclass(frozen=True)
+class WindowPlan:
+    """A time window of a has-many input, on rows' ``attr`` (µs): ``after`` keeps rows with
+    ``now - ago <= row[attr] <= now``, ``before`` rows with ``row[attr] <= now - ago``."""
+
+    side: str
+    ago: int                       # µs
+    attr: str
+
+    def changes(self, time: int) -> Tuple[int, ...]:
+        """The instants ``now`` at which a row with ``row[attr] == time`` enters or leaves."""
+        if self.side == "after":
+            return time, time + self.ago + 1
+        return (time + self.ago,)
+
+
+@dataclass(frozen=True)
 class SinkInputPlan:
     """One value a sink receives: a parameter (per-row) or a column (batch)."""
 
@@ -80,6 +96,9 @@ class SinkInputPlan:
     window: Optional[timedelta] = None
     # A timestamp feature: held as µs since the epoch (see ``transforms.assemble.parse``), received as a datetime.
     moment: bool = False
+    # Every time window of a has-many input's filters, wherever it sits (``&``, ``|``, ``~``):
+    # as the clock moves, its rows enter and leave them.
+    windows: Tuple[WindowPlan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,7 +169,8 @@ def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelt
                 windows.setdefault(path, []).append(window)
             name = item.parameter if not spec.is_batch else ref.fqn
             moment = not item.is_has_many and ref.leaf.type is datetime
-            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional, window, moment))
+            every = _windows(ref) if item.is_has_many else ()
+            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional, window, moment, every))
             if len(path) > 1 or item.is_has_many or path[0] != root.schema.primary:
                 triggers.add(path[0])
         plans.append(SinkPlan(spec.name, tuple(inputs), frozenset(triggers)))
@@ -178,6 +198,28 @@ def _bounding_window(ref: Ref) -> Optional[timedelta]:
     bounds = [w.ago for f in ref.filters for w in _required_windows(f)
               if w.side == "after" and (w.index is None or w.index.leaf is related_time)]
     return min(bounds) if bounds else None
+
+
+def _windows(ref: Ref) -> Tuple[WindowPlan, ...]:
+    related = ref.leaf.related
+    found: List[WindowPlan] = []
+    for item in ref.filters:
+        for window in _all_windows(item):
+            feature = window.index.leaf if window.index is not None else info(related).feature_time
+            assert feature is not None   # checked when the sink was defined (TimeWindow.time_ref)
+            attr = feature.name
+            found.append(WindowPlan(window.side, window.ago // timedelta(microseconds=1), attr))
+    return tuple(dict.fromkeys(found))
+
+
+def _all_windows(item: Filter) -> Iterable[TimeWindow]:
+    if isinstance(item, TimeWindow):
+        yield item
+    elif isinstance(item, (And, Or)):
+        yield from _all_windows(item.left)
+        yield from _all_windows(item.right)
+    elif isinstance(item, Not):
+        yield from _all_windows(item.inner)
 
 
 def _required_windows(item: Filter) -> Iterable[TimeWindow]:

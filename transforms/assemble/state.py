@@ -1,18 +1,17 @@
 """The stateful DoFns of the assemble stage: one entity's state per key, and join lookups.
 
-Messages between them, keyed by the entity (or join value) they are for:
+They exchange the messages of ``transforms.assemble.messages``. Both the entity's own
+features and each related row merge the same way: what a timed update carries
+replaces what is held unless the held value is newer; an untimed one replaces it
+(arrival order). An entity's *clock* is the latest event time of anything it has
+received; it never goes back.
 
-- ``(OWN, time, values)``: an update of the entity itself (attribute → value);
-- ``(REL, relation, join_value, child_key, time, values)``: an update of a related
-  row (some or all of its attributes), or ``values=None`` when that row left this
-  join value;
-- ``(MEMBER, parent_key)``: a parent now holds this join value (lookups only).
-
-Both the entity's own features and each related row merge the same way: what an
-update carries replaces what is held unless the held value is newer. Times are
-microseconds since the epoch, and so are timestamp features until a sink receives
-them. An entity's *clock* is the latest time of anything it has received; it never
-goes back, so what a sink sees does not depend on the order Beam delivers updates in.
+"Now" for time windows (``transforms.assemble.clock``): a firing caused by an update is
+evaluated as of the later of the entity's clock and the last window timer that fired
+for it. Each entity with windowed sinks keeps one event-time timer, at the earliest
+instant after that "now" when one of its held rows enters or leaves a window a sink
+reads; when the watermark passes it, those sinks fire again with no new update,
+evaluated as of that instant, unless it lies past the data (or ``as_of``).
 """
 from __future__ import annotations
 
@@ -24,22 +23,28 @@ import apache_beam as beam
 from apache_beam import coders
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import windowed_value
+from apache_beam.utils.timestamp import Timestamp
 
+from transforms.assemble import clock
+from transforms.assemble.messages import NEVER, OLDER, ROW, TIME, HeldRow, Member, Own, Rel
 from transforms.assemble.parse import moment
-from transforms.assemble.plan import Edge, Node, SinkPlan
+from transforms.assemble.plan import Edge, Node, SinkPlan, WindowPlan
 from transforms.assemble.related import RelatedRows
 
-OWN, REL, MEMBER = 0, 1, 2
-NEVER = -(2 ** 63)
 # Message shapes (which features and relations a message carries) whose firing sinks are remembered.
 MAX_SHAPES = 1024
 # Assemble's input is globally windowed (checked in ``Assemble.expand``); outputs are stamped
 # into that window directly (``windowed_value.create``), skipping the window function that a
 # ``TimestampedValue`` goes through and the ``Timestamp`` object it needs.
 GLOBAL_WINDOW = (GlobalWindow(),)
+# Timers are kept to the millisecond on portable runners (measured: a timer set 10 µs ahead
+# fired at 0); they are set at the due instant rounded up, and evaluate at the exact one.
+_MS = 1000
+_LAST_TIMER = GlobalWindow().max_timestamp().micros // _MS * _MS - _MS
 
 
 def micros(value: Optional[timedelta]) -> Optional[int]:
@@ -69,7 +74,7 @@ class _Child:
 class EntityState:
     """One entity's state: its own features (latest by event time) and its related rows."""
 
-    __slots__ = ("values", "times", "clock", "seen", "routed", "related")
+    __slots__ = ("values", "times", "clock", "seen", "routed", "related", "fired", "due")
 
     def __init__(self) -> None:
         self.values: Dict[str, Any] = {}
@@ -77,18 +82,26 @@ class EntityState:
         self.clock = NEVER
         self.seen = False
         self.routed: Any = None          # the join value this entity's row was last sent to
-        self.related: Dict[str, Dict[Any, Dict[Any, Tuple[int, Dict[str, Any], int]]]] = {}
+        self.related: Dict[str, Dict[Any, Dict[Any, HeldRow]]] = {}
+        self.fired = NEVER               # the latest window timer that fired for this entity
+        self.due: Optional[int] = None   # when its pending window timer is due (exact µs)
 
     # Stored as a plain tuple of its fields, which pickles in three quarters of the object's time.
     def fields(self) -> tuple:
-        return self.values, self.times, self.clock, self.seen, self.routed, self.related
+        return self.values, self.times, self.clock, self.seen, self.routed, self.related, self.fired, self.due
 
     @classmethod
     def of(cls, fields: Optional[tuple]) -> "EntityState":
         state = cls()
         if fields is not None:
-            state.values, state.times, state.clock, state.seen, state.routed, state.related = fields
+            (state.values, state.times, state.clock, state.seen, state.routed, state.related,
+             state.fired, state.due) = fields
         return state
+
+    @property
+    def now(self) -> int:
+        """What the entity's windows are evaluated at when an update fires its sinks."""
+        return max(self.clock, self.fired)
 
     def held(self) -> int:
         return sum(len(rows) for by_value in self.related.values() for rows in by_value.values())
@@ -97,10 +110,11 @@ class EntityState:
 class EntityStateFn(beam.DoFn):
     """Keeps one node's entities; emits each entity's row to its parent, or, at the root, fires sinks.
 
-    Input: ``(key, [messages])``, grouped within a bundle and applied in event-time order.
-    Output at a non-root node: ``(join_value, REL message)`` with the entity's whole row,
-    for the parent's side; at the root: ``(key, update)`` on the output named after each
-    sink it fires, timestamped with the entity's clock.
+    Input: ``(key, [messages])``, grouped within a bundle; timed ones are applied in event-time
+    order, untimed ones in arrival order. Output at a non-root node: ``(join_value, Rel)`` with
+    the entity's whole row, for the parent's side; at the root: ``(key, update)`` on the output
+    named after each sink it fires, timestamped with the entity's clock. For sinks with time
+    windows use :func:`entity_state_fn`, which adds the window timer.
     """
 
     # Held as pickled bytes: Beam's state cache sizes what it caches by walking every object
@@ -109,15 +123,25 @@ class EntityStateFn(beam.DoFn):
     # collections then cost more than the pickling they save).
     STATE = ReadModifyWriteStateSpec("entity", coders.BytesCoder())
 
-    def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...] = ()) -> None:
+    def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...] = (), clock_id: str = "",
+                 as_of: Optional[int] = None) -> None:
         self.label = node.label
         self.edge = node.edge
         self.children = {name: _Child(child) for name, child in node.children.items()}
         self.sinks = sinks
-        # Per sink, its has-many windows: (top-level relation or None if below a has-one, µs).
-        self.windows = tuple(tuple((item.path[0] if len(item.path) == 1 else None,
-                                    item.window // timedelta(microseconds=1))
-                                   for item in sink.inputs if item.window is not None) for sink in sinks)
+        self.fires = bool(sinks)
+        self.primary = node.schema.primary
+        self.clock_id, self.as_of = clock_id, as_of
+        # Per sink, its windowed inputs: (first step of the path, the steps after it, windows).
+        self.windows: Tuple[Tuple[Tuple[str, Tuple[str, ...], Tuple[WindowPlan, ...]], ...], ...] = tuple(
+            tuple((item.path[0], item.path[1:], item.windows) for item in sink.inputs if item.windows)
+            for sink in sinks)
+        # Each windowed path any sink reads, with every window on it.
+        paths: Dict[Tuple[str, Tuple[str, ...]], Dict[WindowPlan, None]] = {}
+        for windowed in self.windows:
+            for head, rest, windows in windowed:
+                paths.setdefault((head, rest), {}).update(dict.fromkeys(windows))
+        self.watched_paths = tuple((path, tuple(windows)) for path, windows in paths.items())
         # Per sink, each input as a plain tuple, read at every firing: (parameter, first step of its
         # path, the steps after it, whether the first is a relation, has-many, timestamp, Optional).
         self.inputs = tuple(tuple((item.name, item.path[0], item.path[1:], item.path[0] in self.children,
@@ -130,53 +154,65 @@ class EntityStateFn(beam.DoFn):
         self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
         self.rows_pruned = Metrics.counter(f"sinks.assemble.{self.label}", "related_rows_pruned")
 
-    def process(self, element: Tuple[Any, List[tuple]],
-                stored=beam.DoFn.StateParam(STATE)) -> Iterable[Any]:
+    def process(self, element: Tuple[Any, List[Any]], stored=beam.DoFn.StateParam(STATE)) -> Iterable[Any]:
         key, messages = element
         state = EntityState.of(_load(stored))
-        # Within a bundle Beam's order is arbitrary; event time is the order the updates describe.
-        for message in sorted(messages, key=_message_time):
-            first = not state.seen and message[0] == OWN
-            clock = state.clock
+        yield from self._receive(state, key, messages)
+        _store(stored, state.fields())
+
+    def _receive(self, state: EntityState, key: Any, messages: List[Any]) -> Iterable[Any]:
+        for message in _in_order(messages):
+            # A root entity is known from its first message of any kind, a related row too (its key
+            # is all a sink may need of it); a node below sends its row up once it has one.
+            first = not state.seen and (self.fires or type(message) is Own)
+            now = state.now
             carried = self._apply(state, message)
+            if first and self.fires:
+                state.seen = True
+                state.values.setdefault(self.primary, key)
             if not state.seen:
                 continue
             if self.sinks:
-                yield from self._fire(state, key, carried, first, clock)
+                yield from self._fire(state, key, carried, first, now)
             else:
                 yield from self._route(state, key)
         if self.prunes:
-            self._prune(state, state.clock)
+            self._prune(state, state.now)
             self.rows_held.update(state.held())
-        _store(stored, state.fields())
 
-    def _apply(self, state: EntityState, message: tuple) -> Iterable[str]:
+    def _apply(self, state: EntityState, message: Any) -> Iterable[str]:
         """Merges one message into the state; returns the features or relation it carried."""
-        if message[0] == OWN:
-            _, time, values = message
-            for attr, value in values.items():
-                if time >= state.times.get(attr, NEVER):
+        if type(message) is Own:
+            time, values = message
+            if time is None:
+                for attr, value in values.items():
                     state.values[attr] = value
-                    state.times[attr] = time
+            else:
+                times = state.times
+                for attr, value in values.items():
+                    if time >= times.get(attr, NEVER):
+                        state.values[attr] = value
+                        times[attr] = time
+                if time > state.clock:
+                    state.clock = time
             state.seen = True
-            state.clock = max(state.clock, time)
             carried = list(values)
             for name, child in self.children.items():
                 if not child.edge.child_keyed and any(a in values for a in child.edge.parent_attrs):
                     self._keep_current(state, name, child.edge)
                     carried.append(name)     # a new join value is a new related row
             return carried
-        _, relation, value, child_key, time, values = message
-        child = self.children[relation]
+        relation, value, child_key, time, values = message
         by_value = state.related.get(relation)
         if by_value is None:
             by_value = state.related[relation] = {}
         rows = by_value.get(value)
         if rows is None:
             rows = by_value[value] = {}
-        merge_row(rows, child_key, time, values, child.time_attr)
-        state.clock = max(state.clock, time)
-        edge = child.edge
+        merge_row(rows, child_key, time, values)
+        if time is not None and time > state.clock:
+            state.clock = time
+        edge = self.children[relation].edge
         if not edge.child_keyed and value != join_value(state.values, edge.parent_attrs):
             return ()   # kept in case this entity's own update naming ``value`` is still on its way
         return (relation,)
@@ -189,7 +225,7 @@ class EntityStateFn(beam.DoFn):
             for value in [v for v in by_value if v != current]:
                 del by_value[value]
 
-    def _rows(self, state: EntityState, key: Any, relation: str) -> Optional[Dict[Any, tuple]]:
+    def _rows(self, state: EntityState, key: Any, relation: str) -> Optional[Dict[Any, HeldRow]]:
         edge = self.children[relation].edge
         value = key if edge.child_keyed else join_value(state.values, edge.parent_attrs)
         return state.related.get(relation, {}).get(value)
@@ -198,8 +234,8 @@ class EntityStateFn(beam.DoFn):
         """A relation of the entity resolved: its row (has-one, None if unknown) or its rows (has-many)."""
         rows = self._rows(state, key, relation)
         if self.children[relation].edge.many:
-            return [held[1] for held in rows.values()] if rows else []
-        return max(rows.values(), key=_time)[1] if rows else None
+            return [held[ROW] for held in rows.values()] if rows else []
+        return max(rows.values(), key=_time)[ROW] if rows else None
 
     def row(self, state: EntityState, key: Any) -> Dict[str, Any]:
         """The entity's features, with each relation resolved."""
@@ -213,25 +249,30 @@ class EntityStateFn(beam.DoFn):
         assert edge is not None   # only non-root nodes route their rows
         value = join_value(state.values, edge.child_attrs)
         if state.routed is not None and state.routed != value:
-            yield state.routed, (REL, edge.relation, state.routed, key, state.clock, None)
+            yield state.routed, Rel(edge.relation, state.routed, key, state.clock, None)
         state.routed = value
         if value is not None:
-            yield value, (REL, edge.relation, value, key, state.clock, self.row(state, key))
+            yield value, Rel(edge.relation, value, key, state.clock, self.row(state, key))
 
     def _fire(self, state: EntityState, key: Any, carried: Iterable[str], first: bool,
-              clock_before: int) -> List[TaggedOutput]:
+              now_before: int) -> List[TaggedOutput]:
         """Each sink reading something the message carried (anything, on the entity's first
-        appearance), or whose time window lost a row as the clock moved, is fired once its
-        required inputs are all known."""
+        appearance), or whose time windows gained or lost a row as "now" moved, is fired once
+        its required inputs are all known."""
         due, watched = self._selection(carried, first)
-        if watched and state.clock != clock_before:
+        now = state.now
+        if watched and now != now_before:
+            resolved: Dict[str, Any] = {}
             due += tuple(index for index in watched
-                         if self._window_moved(state, key, self.windows[index], clock_before))
-        resolved: Dict[str, Any] = {}     # relations resolved so far for this message
-        shown = moment(key) if self.key_is_moment and due else key
+                         if self._windows_changed(state, key, index, now_before, now, resolved))
+        return self._outputs(state, key, due, now)
+
+    def _outputs(self, state: EntityState, key: Any, indexes: Iterable[int], now: int) -> List[TaggedOutput]:
+        resolved: Dict[str, Any] = {}     # relations resolved so far for this firing
+        shown = moment(key) if self.key_is_moment else key
         fired = []
-        for index in due:
-            update = self._inputs(self.inputs[index], state, key, resolved)
+        for index in indexes:
+            update = self._inputs(self.inputs[index], state, key, resolved, now)
             if update is not None:
                 stamped = windowed_value.create((shown, update), state.clock, GLOBAL_WINDOW)
                 fired.append(TaggedOutput(self.sinks[index].name, stamped))
@@ -239,7 +280,7 @@ class EntityStateFn(beam.DoFn):
 
     def _selection(self, carried: Iterable[str], first: bool) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
         """The sinks (by index) a message carrying ``carried`` fires, and those with time windows
-        it does not, which fire if the clock moved a row out of one; remembered per message shape."""
+        it does not, which fire if "now" moved a row into or out of one; remembered per message shape."""
         shape = tuple(carried) if not first else None
         selection = self._selections.get(shape)
         if selection is None:
@@ -252,8 +293,8 @@ class EntityStateFn(beam.DoFn):
         return selection
 
     def _inputs(self, inputs: Tuple[tuple, ...], state: EntityState, key: Any,
-                resolved: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        """A sink's inputs at the entity's clock; None while a required one is unknown."""
+                resolved: Dict[str, Any], now: int) -> Optional[Dict[str, Any]]:
+        """A sink's inputs as of ``now``; None while a required one is unknown."""
         update = {}
         for name, head, rest, related, many, is_moment, optional in inputs:
             if related:
@@ -267,33 +308,159 @@ class EntityStateFn(beam.DoFn):
             if is_moment and value is not None:
                 value = moment(value)
             if many:
-                value = RelatedRows(value or [], state.clock)
+                value = RelatedRows(value or [], now)
             elif value is None and not optional:
                 return None
             update[name] = value
         return update
 
-    def _window_moved(self, state: EntityState, key: Any, windows: Tuple[Tuple[Optional[str], int], ...],
-                      clock_before: int) -> bool:
-        for relation, window in windows:
-            if relation is None:
-                return True     # a window below a has-one relation: assume it moved
-            rows = self._rows(state, key, relation)
-            if rows and any(clock_before - window <= held[2] < state.clock - window for held in rows.values()):
-                return True
+    def _value(self, state: EntityState, key: Any, head: str, rest: Tuple[str, ...], related: bool,
+               resolved: Dict[str, Any]) -> Any:
+        if related:
+            if head not in resolved:
+                resolved[head] = self.resolve(state, key, head)
+            value = resolved[head]
+        else:
+            value = state.values.get(head)
+        for attr in rest:
+            value = value.get(attr) if value is not None else None
+        return value
+
+    def _window_rows(self, state: EntityState, key: Any, head: str, rest: Tuple[str, ...],
+                     resolved: Dict[str, Any]) -> List[Dict[str, Any]]:
+        return self._value(state, key, head, rest, True, resolved) or []
+
+    def _windows_changed(self, state: EntityState, key: Any, index: int, after: int, until: int,
+                         resolved: Dict[str, Any]) -> bool:
+        """Whether a row entered or left a window of sink ``index`` as "now" went from ``after`` to ``until``."""
+        for head, rest, windows in self.windows[index]:
+            rows = self._window_rows(state, key, head, rest, resolved)
+            for window in windows:
+                # A row timed t changes at t and t + ago + 1 (after), at t + ago (before): the
+                # times whose changes fall in (after, until], computed once per window.
+                attr, ago = window.attr, window.ago
+                if window.side == "after":
+                    low, high, low_out, high_out = after, until, after - ago - 1, until - ago - 1
+                else:
+                    low, high = low_out, high_out = after - ago, until - ago
+                for row in rows:
+                    time = row.get(attr)
+                    if time is not None and (low < time <= high or low_out < time <= high_out):
+                        return True
         return False
+
+    def next_change(self, state: EntityState, key: Any) -> Optional[int]:
+        """The earliest instant after "now" at which a held row enters or leaves a window a sink reads."""
+        now = state.now
+        earliest: Optional[int] = None
+        resolved: Dict[str, Any] = {}
+        for (head, rest), windows in self.watched_paths:
+            rows = self._window_rows(state, key, head, rest, resolved)
+            for window in windows:
+                attr = window.attr
+                for row in rows:
+                    time = row.get(attr)
+                    if time is None:
+                        continue
+                    for change in window.changes(time):
+                        if now < change and (earliest is None or change < earliest):
+                            earliest = change
+        return earliest
 
     def _prune(self, state: EntityState, now: int) -> None:
         for name, child in self.children.items():
             if child.horizon is None or name not in state.related:
                 continue
             bound = now - child.horizon
+            attr = child.time_attr
             for rows in state.related[name].values():
-                old = [k for k, held in rows.items() if held[2] < bound]
+                old = [k for k, held in rows.items() if _row_time(held, attr) < bound]
                 if old:
                     for k in old:
                         del rows[k]
                     self.rows_pruned.inc(len(old))
+
+
+class WindowedEntityStateFn(EntityStateFn):
+    """``EntityStateFn`` for a root whose sinks read time windows, with one event-time timer
+    per entity.
+
+    On an unbounded input the timer is due at the next instant a held row enters or leaves one
+    of those windows; it is set again only when that instant comes earlier than the pending
+    one (setting a timer per update costs as much as the update), so a timer that fires early
+    finds nothing changed and is set for the next change. On a bounded input the watermark
+    stays behind every event time until the input ends, so the timer waits for the end and
+    evaluates the windows once, as of the input's final clock: one firing per entity whose
+    windows change after its own clock, not one per change.
+    """
+
+    WINDOW_TIMER = TimerSpec("window", TimeDomain.WATERMARK)
+
+    def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...], clock_id: str, as_of: Optional[int],
+                 bounded: bool) -> None:
+        super().__init__(node, sinks, clock_id, as_of)
+        self.bounded = bounded
+
+    def start_bundle(self) -> None:
+        # The data clock, read once per bundle (from files: see ``transforms.assemble.clock``).
+        self._latest: Optional[int] = None
+
+    def process(self, element: Tuple[Any, List[Any]], stored=beam.DoFn.StateParam(EntityStateFn.STATE),
+                timer=beam.DoFn.TimerParam(WINDOW_TIMER)) -> Iterable[Any]:
+        key, messages = element
+        state = EntityState.of(_load(stored))
+        yield from self._receive(state, key, messages)
+        self._arm(state, key, timer)
+        _store(stored, state.fields())
+
+    @on_timer(WINDOW_TIMER)
+    def window_moved(self, key=beam.DoFn.KeyParam, stored=beam.DoFn.StateParam(EntityStateFn.STATE),
+                     timer=beam.DoFn.TimerParam(WINDOW_TIMER)) -> Iterable[Any]:
+        state = EntityState.of(_load(stored))
+        due = state.due
+        if due is None:
+            return
+        state.due = None
+        # Never past the data (or ``as_of``): at the end of a bounded input, or a drain, the
+        # watermark jumps to +infinity, and windows evaluated there would all be empty.
+        if self._latest is None:
+            self._latest = clock.latest(self.clock_id, self.as_of)
+        latest = self._latest
+        target = latest if self.bounded else due
+        if target <= latest:
+            if target > state.now:
+                before = state.now
+                state.fired = target
+                resolved: Dict[str, Any] = {}
+                changed = [index for index, windows in enumerate(self.windows)
+                           if windows and self._windows_changed(state, key, index, before, target, resolved)]
+                yield from self._outputs(state, key, changed, target)
+            if self.bounded:
+                return      # the input has ended: nothing reads this state again
+            if self.prunes:
+                self._prune(state, state.now)
+            self._arm(state, key, timer)
+        # else: the watermark passed the data; an update for this entity arms the timer again.
+        _store(stored, state.fields())
+
+    def _arm(self, state: EntityState, key: Any, timer: Any) -> None:
+        if self.bounded:
+            if state.due is None and self.next_change(state, key) is not None:
+                state.due = _LAST_TIMER
+                timer.set(Timestamp(micros=_LAST_TIMER))
+            return
+        due = self.next_change(state, key)
+        if due is not None and (state.due is None or due < state.due):
+            state.due = due
+            timer.set(Timestamp(micros=min(-(-due // _MS) * _MS, _LAST_TIMER)))
+
+
+def entity_state_fn(node: Node, sinks: Tuple[SinkPlan, ...] = (), clock_id: str = "",
+                    as_of: Optional[int] = None, bounded: bool = False) -> EntityStateFn:
+    """The state step of ``node``: with a window timer when a sink reads a time window."""
+    if any(item.windows for sink in sinks for item in sink.inputs):
+        return WindowedEntityStateFn(node, sinks, clock_id, as_of, bounded)
+    return EntityStateFn(node, sinks, clock_id, as_of)
 
 
 def _load(stored: Any) -> Any:
@@ -305,60 +472,98 @@ def _store(stored: Any, value: Any) -> None:
     stored.write(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _time(held: tuple) -> int:
-    return held[0]
+def _time(held: HeldRow) -> int:
+    return held[TIME]
 
 
-def _message_time(message: tuple) -> int:
-    return message[1] if message[0] == OWN else message[4]
+def _row_time(held: HeldRow, attr: Optional[str]) -> int:
+    """A held row's time for pruning: its FeatureTime, else its newest update's."""
+    found = held[ROW].get(attr) if attr else None
+    return found if found is not None else held[TIME]
 
 
-def merge_row(rows: Dict[Any, tuple], child_key: Any, time: int, values: Optional[Dict[str, Any]],
-              time_attr: Optional[str]) -> None:
-    """Merges an update of a related row into ``rows`` (child key → (time, row, row time)):
-    its values replace the held ones unless those are newer; ``values=None`` removes the row."""
+def _in_order(messages: List[Any]) -> List[Any]:
+    """Timed messages in event-time order; with an untimed one among them, arrival order,
+    which is the order untimed updates apply in (timed ones merge the same in any order)."""
+    if len(messages) < 2:
+        return messages
+    for message in messages:
+        if message.time is None:
+            return messages
+    return sorted(messages, key=_message_time)
+
+
+def _message_time(message: Any) -> int:
+    return message.time
+
+
+def merge_row(rows: Dict[Any, HeldRow], child_key: Any, time: Optional[int],
+              values: Optional[Dict[str, Any]]) -> None:
+    """Merges an update of a related row into ``rows`` (child key → held row) attribute by
+    attribute, as an entity's own features merge: a value replaces the held one unless that is
+    newer, so an older update still fills in what newer partial ones left out. ``values=None``
+    removes the row unless it was updated later. An untimed update applies over what is held
+    (arrival order) and keeps its time."""
     held = rows.get(child_key)
-    if held is not None and time < held[0]:
-        return
     if values is None:
-        rows.pop(child_key, None)
+        if held is None or time is None or time >= held[TIME]:
+            rows.pop(child_key, None)
         return
-    row = {**held[1], **values} if held is not None else dict(values)
-    row_time = row.get(time_attr) if time_attr else None
-    rows[child_key] = (time, row, row_time if row_time is not None else time)
+    if held is None:
+        rows[child_key] = (NEVER if time is None else time, dict(values), None)
+        return
+    if time is None:
+        rows[child_key] = (held[TIME], {**held[ROW], **values}, held[OLDER])
+        return
+    older = held[OLDER]
+    if time >= held[TIME]:
+        # Attributes this update leaves out keep their own (older) times.
+        kept = {attr: (older.get(attr, held[TIME]) if older else held[TIME])
+                for attr in held[ROW] if attr not in values}
+        rows[child_key] = (time, {**held[ROW], **values}, {a: t for a, t in kept.items() if t < time} or None)
+        return
+    row, older = dict(held[ROW]), dict(older or ())
+    for attr, value in values.items():
+        if attr not in row or older.get(attr, held[TIME]) <= time:
+            row[attr] = value
+            older[attr] = time
+    rows[child_key] = (held[TIME], row, older)
 
 
 class LookupFn(beam.DoFn):
     """A parent-keyed join: keyed by join value, it brings child rows and their parents together.
 
-    Input: ``(join_value, [REL or MEMBER messages])``; output: ``(parent_key, REL message)``
-    with the child's whole row, for each parent holding that value. A parent that moved on
-    still receives rows for its old value; its own state ignores them.
+    Input: ``(join_value, [Rel or Member messages])``; output: ``(parent_key, Rel)`` with the
+    child's whole row, for each parent holding that value. A parent that moved on still
+    receives rows for its old value; its own state ignores them.
     """
 
     STATE = ReadModifyWriteStateSpec("lookup", coders.BytesCoder())
 
-    def __init__(self, relation: str, time_attr: Optional[str]) -> None:
+    def __init__(self, relation: str) -> None:
         self.relation = relation
-        self.time_attr = time_attr
 
-    def process(self, element: Tuple[Any, List[tuple]],
-                stored=beam.DoFn.StateParam(STATE)) -> Iterable[Tuple[Any, tuple]]:
+    def process(self, element: Tuple[Any, List[Any]],
+                stored=beam.DoFn.StateParam(STATE)) -> Iterable[Tuple[Any, Rel]]:
         value, messages = element
-        rows, members = _load(stored) or ({}, set())
+        # Parents in the order they joined (a dict, not a set: a set of strings iterates in an order
+        # that changes with each process's hash seed, and with it the calls downstream).
+        loaded = _load(stored)
+        rows: Dict[Any, HeldRow] = loaded[0] if loaded else {}
+        members: Dict[Any, None] = loaded[1] if loaded else {}
         for message in messages:
-            if message[0] == MEMBER:
-                parent = message[1]
+            if type(message) is Member:
+                parent = message.parent
                 if parent not in members:
-                    members.add(parent)
-                    for child_key, (time, row, _) in rows.items():
-                        yield parent, (REL, self.relation, value, child_key, time, row)
+                    members[parent] = None
+                    for child_key, held in rows.items():
+                        yield parent, Rel(self.relation, value, child_key, held[TIME], held[ROW])
                 continue
-            _, _, _, child_key, time, values = message
-            merge_row(rows, child_key, time, values, self.time_attr)
-            held = rows.get(child_key)
-            forwarded = (REL, self.relation, value, child_key,
-                         held[0] if held else time, held[1] if held else None)
+            _, _, child_key, time, values = message
+            merge_row(rows, child_key, time, values)
+            merged = rows.get(child_key)
+            forwarded = Rel(self.relation, value, child_key, merged[TIME] if merged else time,
+                            merged[ROW] if merged else None)
             for parent in members:
                 yield parent, forwarded
         _store(stored, (rows, members))
