@@ -30,6 +30,7 @@ from sinks.sink import Sink, SinkSpec
 from transforms.assemble.related import RelatedRows
 from transforms.buffer import Buffer, Clock
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
+from transforms.firing import Firing, Version, version_of
 from transforms.retry import RetryPolicy
 from transforms.sharding import shard_of
 
@@ -117,21 +118,23 @@ class _CallFn(beam.DoFn):
             self.batch_sizes.update(len(pairs))
         else:
             pairs = [element]
-        if self.frames:
-            pairs = [(key, self._with_frames(update)) for key, update in pairs]
         if self.sink.spec.is_batch:
-            updates = [update for _, update in pairs]
+            updates = [self._with_frames(update) for _, update in pairs]
             frame = DataFrame(updates, columns=[i.ref for i in self.sink.spec.inputs])
             yield from self._call(shard, updates, lambda: self.sink.fn(frame))
         else:
-            for key, update in pairs:
-                yield from self._call(key, [update], lambda: self.sink.fn(**update))
+            for pair in pairs:
+                key, update = pair[0], self._with_frames(pair[1])
+                yield from self._call(key, [update], lambda: self.sink.fn(**update), version_of(pair))
 
     def _with_frames(self, update: Dict[str, Any]) -> Dict[str, Any]:
+        if not self.frames:
+            return update
         return {name: value.frame(self.frames[name]) if isinstance(value, RelatedRows) else value
                 for name, value in update.items()}
 
-    def _call(self, key: Any, updates: List[Dict[str, Any]], call: Callable[[], Any]) -> Iterable[Any]:
+    def _call(self, key: Any, updates: List[Dict[str, Any]], call: Callable[[], Any],
+              version: Optional[Version] = None) -> Iterable[Any]:
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 values = self._checked(self._invoke(call))
@@ -147,7 +150,8 @@ class _CallFn(beam.DoFn):
             self.calls.inc()
             self.rows.inc(len(updates))
             for value in values:
-                yield key, value
+                # Each result carries the version of the firing it came from, for the writer.
+                yield (key, value) if version is None else Firing(key, value, version)
             return
 
 
@@ -161,7 +165,8 @@ class CallSink(beam.PTransform):
       retry: how failing calls are retried before their updates are dead-lettered.
       clock: the buffer's processing-time clock (see :class:`transforms.buffer.Buffer`).
 
-    Returns a ``DoOutputsTuple`` with ``results`` (``(key, returned value)``)
+    Returns a ``DoOutputsTuple`` with ``results`` (``(key, returned value)``; a
+    :class:`~transforms.firing.Firing` with the version of the update it came from)
     and ``dead_letters`` (dicts; see :func:`dead_letter`).
     """
 

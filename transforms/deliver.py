@@ -1,7 +1,11 @@
 """``DeliverSink``: a sink's updates → its function → for an integration sink, its table.
 
-    updates ─ (upsert) LatestPerEntity ─ CallSink ─┬─ results ─ (integration) Values ─ WriteToSQL ─┬─ written
-                                                   └─ dead_letters ─────────────────────────────────┴─ dead_letters
+    updates ─ (upsert) LatestPerEntity ─ CallSink ─┬─ results ─ (integration) Rows ─ WriteToSQL ─┬─ written
+                                                   └─ dead_letters ───────────────────────────────┴─ dead_letters
+
+A per-row upsert sink's rows go to the writer with the version of the firing they came
+from (:class:`transforms.firing.Version`), so that the stored row is the one computed from
+the entity's newest state whatever order the runner delivers them in.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from sinks.sink import Sink
 from transforms.buffer import Clock
 from transforms.call import RESULTS, CallSink, RetryPolicy
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.sql import WRITTEN, WriteRetry, WriteToSQL
+from transforms.firing import version_of
+from transforms.sql import WRITTEN, VersionedRow, WriteRetry, WriteToSQL
 
 
 # Entities whose latest update LatestPerEntity holds at most (each with its inputs).
@@ -64,6 +69,10 @@ class LatestPerEntity(beam.DoFn):
         self._latest = {}
 
 
+def _versioned_row(result: Tuple[Any, Any]) -> VersionedRow:
+    return VersionedRow(result[1], version_of(result))
+
+
 class DeliverSink(beam.PTransform):
     """Call a sink for each of its ``(root_key, update)`` pairs and, when it has an
     ``integration``, write what it returns there (appended, or upserted with ``upsert=True``).
@@ -103,11 +112,11 @@ class DeliverSink(beam.PTransform):
         called = updates | self.call
         if self.integration is None:
             return {RESULTS: called[RESULTS], DEAD_LETTERS: called[DEAD_LETTERS]}
-        written = (
-            called[RESULTS]
-            | "Rows" >> beam.Values()
-            | WriteToSQL(self.integration, spec.output_model, upsert=spec.upsert, name=spec.name,
-                         num_shards=self.write_shards, create_tables=self.create_tables, validate=self.validate,
-                         retry=self.write_retry))
+        versioned = spec.upsert and not spec.is_batch
+        rows = called[RESULTS] | "Rows" >> (beam.Map(_versioned_row) if versioned else beam.Values())
+        written = rows | WriteToSQL(
+            self.integration, spec.output_model, upsert=spec.upsert, name=spec.name,
+            num_shards=self.write_shards, create_tables=self.create_tables, validate=self.validate,
+            retry=self.write_retry, versioned=versioned)
         dead_letters = (called[DEAD_LETTERS], written[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
         return {WRITTEN: written[WRITTEN], DEAD_LETTERS: dead_letters}

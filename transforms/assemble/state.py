@@ -31,6 +31,7 @@ from apache_beam.utils import windowed_value
 from transforms.assemble.parse import moment
 from transforms.assemble.plan import Edge, Node, SinkPlan
 from transforms.assemble.related import RelatedRows
+from transforms.firing import Firing, Version
 
 OWN, REL, MEMBER = 0, 1, 2
 NEVER = -(2 ** 63)
@@ -233,7 +234,8 @@ class EntityStateFn(beam.DoFn):
         for index in due:
             update = self._inputs(self.inputs[index], state, key, resolved)
             if update is not None:
-                stamped = windowed_value.create((shown, update), state.clock, GLOBAL_WINDOW)
+                stamped = windowed_value.create(Firing(shown, update, _next_version(state)), state.clock,
+                                                GLOBAL_WINDOW)
                 fired.append(TaggedOutput(self.sinks[index].name, stamped))
         return fired
 
@@ -294,6 +296,18 @@ class EntityStateFn(beam.DoFn):
                     for k in old:
                         del rows[k]
                     self.rows_pruned.inc(len(old))
+
+
+# Kept among the entity's feature times, under a name no feature can have, so that the
+# state's stored layout does not change: how many times the entity has fired.
+_FIRINGS = "#firings"
+
+
+def _next_version(state: EntityState) -> Version:
+    """The version of a firing of ``state`` (see :class:`transforms.firing.Version`)."""
+    sequence = state.times.get(_FIRINGS, 0)
+    state.times[_FIRINGS] = sequence + 1
+    return Version(state.clock, sequence)
 
 
 def _load(stored: Any) -> Any:
