@@ -77,3 +77,21 @@ def test_a_firing_is_a_pair_that_keeps_its_version_through_pickling_and_coders()
         assert copy == firing and version_of(copy) == Version(7, 2)
     assert version_of(("u1", {"a": 1})) is None
     assert Version(7, 2) < Version(7, 3) < Version(8, 0)
+
+
+def test_a_sink_fed_its_firings_newest_first_stores_the_newest(database):
+    """Versions go from the firing through the sink's call (and its per-bundle coalescing) to the writer."""
+    from tests import sinks_under_test as s
+    from transforms.deliver import DeliverSink
+
+    engine = database.create_engine()
+    Total.__table__.drop(engine, checkfirst=True)
+    engine.dispose()
+    newest_first = [Firing(f"u{k}", {"uid": f"u{k}", "n": n}, Version(1_000 * (n // 2), n))
+                    for n in reversed(range(FIRINGS)) for k in range(KEYS)]
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    pipeline | beam.Create(newest_first, reshuffle=False) | DeliverSink(
+        s.record_totals, integration=database, create_tables=True)
+    pipeline.run().wait_until_finish()
+    assert [(r["user_id"], r["count"]) for r in select(database, Total, "user_id")] == [
+        (f"u{k}", FIRINGS - 1) for k in range(KEYS)]

@@ -30,7 +30,7 @@ MAX_HELD = 10_000
 
 class LatestPerEntity(beam.DoFn):
     """Passes on, at the end of each bundle, only each entity's last update of that bundle
-    (the latest by timestamp, the entity's clock; of equal ones, the last to arrive).
+    (the newest by version, else by timestamp, the entity's clock; of equal ones, the last to arrive).
 
     For a per-row upsert sink: each call's row replaces the entity's row, so only the last
     call of a bundle shows in the table, and the calls before it are work the table never
@@ -55,7 +55,7 @@ class LatestPerEntity(beam.DoFn):
             return
         if held is not None:
             self.coalesced.inc()
-            if timestamp < held[1]:
+            if _older(element, timestamp, held):
                 return
         elif len(self._latest) >= self.max_held:
             oldest = next(iter(self._latest))
@@ -67,6 +67,13 @@ class LatestPerEntity(beam.DoFn):
         for element, timestamp, window in self._latest.values():
             yield WindowedValue(element, timestamp, (window,))
         self._latest = {}
+
+
+def _older(element: Any, timestamp: Any, held: Tuple[Any, Any, Any]) -> bool:
+    version, held_version = version_of(element), version_of(held[0])
+    if version is not None and held_version is not None:
+        return bool(version < held_version)
+    return bool(timestamp < held[1])
 
 
 def _versioned_row(result: Tuple[Any, Any]) -> VersionedRow:
