@@ -95,3 +95,26 @@ def test_a_sink_fed_its_firings_newest_first_stores_the_newest(database):
     pipeline.run().wait_until_finish()
     assert [(r["user_id"], r["count"]) for r in select(database, Total, "user_id")] == [
         (f"u{k}", FIRINGS - 1) for k in range(KEYS)]
+
+
+def test_the_assemble_stage_versions_each_entitys_firings_in_the_order_it_made_them(bank):
+    """The clock, then the sequence: a late transfer leaves the clock where it is, and its firing
+    still comes after the one before it."""
+    from sinks import after, sink
+    from tests.test_assemble import at, run
+
+    User, Account, Transfer = bank
+
+    @sink
+    def totals(uid: User.uuid, txns: User.transfers[after(days_ago=60)]):
+        pass
+
+    def transfer(tid, day):
+        return {"transfer.id": tid, "transfer.user_id": "u1", "transfer.status": "successful",
+                "transfer.amount": 1.0, "transfer.created_at": at(day)}
+
+    found, _ = run([totals], [{"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(1)},
+                              transfer("t1", 10), transfer("t2", 5), transfer("t3", 20)])
+    versions = [version_of(firing) for firing in found["totals"]]
+    assert None not in versions and versions == sorted(versions) and len(set(versions)) == len(versions)
+    assert [v.clock for v in versions][1:3] == [versions[1].clock] * 2   # the late t2 did not move it
