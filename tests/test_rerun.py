@@ -90,3 +90,78 @@ def test_without_a_version_column_the_same_backfill_regresses_them_and_explain_w
     assert "warning: user_txn_aggregates has no version column" in capsys.readouterr().out
     assert main(["explain", "--definitions", bank_with(tmp_path, VERSIONED)]) == 0
     assert "warning: user_txn_aggregates" not in capsys.readouterr().out
+
+
+WITH_IDENTITY = {
+    **VERSIONED,
+    '    __tablename__ = "user_records"\n':
+        '    __tablename__ = "user_records"\n'
+        '    __table_args__ = (UniqueConstraint("uuid", "as_of"),)\n'
+        "    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True), info={'event_time': True})\n",
+}
+RECORDS = ["--sink", "user_data_export"]
+
+
+def record_rows(url):
+    return stored(url, "user_records", "uuid, as_of", ["uuid", "full_name", "title", "as_of"])
+
+
+@pytest.mark.parametrize("identity", [True, False], ids=["declared identity", "no identity"])
+def test_a_run_stopped_midway_then_run_again_appends_no_duplicates(database, sample, tmp_path, identity):
+    """Simulated: the first run sees half of the input (what a run killed midway committed), the
+    rerun all of it. With the identity declared the table ends as one full run leaves it."""
+    definitions = bank_with(tmp_path, WITH_IDENTITY) if identity else BANK
+    lines = Path(sample).read_text().splitlines(keepends=True)
+    run(definitions, lines, database, tmp_path, *RECORDS)
+    columns = ["uuid", "full_name", "title"] + (["as_of"] if identity else [])
+    once = stored(database, "user_records", ", ".join(columns), columns)
+    engine = sa.create_engine(database)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM user_records"))
+    engine.dispose()
+    run(definitions, lines[:len(lines) // 2], database, tmp_path, *RECORDS)
+    run(definitions, lines, database, tmp_path, *RECORDS)
+    rerun = stored(database, "user_records", ", ".join(columns), columns)
+    if identity:
+        assert rerun == once
+        assert all(as_of is not None for *_, as_of in rerun)
+    else:   # what the identity prevents: the first half's rows twice
+        assert len(rerun) > len(once)
+
+
+def test_an_append_identity_is_the_one_unique_key_a_model_declares():
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+    from transforms.row_identity import append_identity
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Plain(Base):
+        __tablename__ = "plain"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+
+    class ByConstraint(Base):
+        __tablename__ = "by_constraint"
+        __table_args__ = (sa.UniqueConstraint("uuid", "as_of"),)
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        uuid: Mapped[str] = mapped_column(sa.String(10))
+        as_of: Mapped[int] = mapped_column(sa.BigInteger)
+
+    class ByColumn(Base):
+        __tablename__ = "by_column"
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        event: Mapped[str] = mapped_column(sa.String(10), unique=True)
+
+    class Two(Base):
+        __tablename__ = "two"
+        __table_args__ = (sa.UniqueConstraint("a"),)
+        id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        a: Mapped[str] = mapped_column(sa.String(10))
+        b: Mapped[str] = mapped_column(sa.String(10), unique=True)
+
+    assert append_identity(Plain, "s") is None
+    assert append_identity(ByConstraint, "s") == ["uuid", "as_of"]
+    assert append_identity(ByColumn, "s") == ["event"]
+    with pytest.raises(ValueError, match=r"sink 's': table 'two' declares 2 unique keys"):
+        append_identity(Two, "s")

@@ -9,11 +9,9 @@ the entity's newest state whatever order the runner delivers them in.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
-import sqlalchemy
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -23,8 +21,8 @@ from transforms.buffer import Clock
 from transforms.call import RESULTS, CallSink, RetryPolicy
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.firing import version_of
-from transforms.sql import WRITTEN, TableSpec, VersionedRow, WriteRetry, WriteToSQL
-from transforms.sql.table import Row, RowError
+from transforms.row_identity import EventTimeColumn, append_identity, stamped_row, versioned_row
+from transforms.sql import WRITTEN, TableSpec, WriteRetry, WriteToSQL
 
 
 # Entities whose latest update LatestPerEntity holds at most (each with its inputs).
@@ -79,47 +77,6 @@ def _older(element: Any, timestamp: Any, held: Tuple[Any, Any, Any]) -> bool:
     return bool(timestamp < held[1])
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class EventTimeColumn:
-    """The version column of an upsert sink's model (``info={"version": True}``), filled, when a
-    row leaves it empty, with the event-time clock of the entity the row was computed from: the
-    database then never lets an upsert replace a row computed from newer data, in this run or
-    in a later one (a backfill, a replay of old files). A ``DateTime`` column gets the time, an
-    integer column microseconds since the epoch; any other kind is left to the sink."""
-
-    def __init__(self, spec: TableSpec) -> None:
-        assert spec.version is not None
-        self.spec = spec
-        self.key = spec.version
-        kind = spec.table.columns[self.key].type
-        self.as_time = isinstance(kind, sqlalchemy.DateTime)
-        self.aware = bool(getattr(kind, "timezone", False))
-        self.as_micros = isinstance(kind, sqlalchemy.Integer)
-
-    def stamped(self, value: Any, clock: int) -> Any:
-        try:
-            row: Row = self.spec.row(value)
-        except RowError:      # not a row of the table: the writer dead-letters it as it is
-            return value
-        if row.get(self.key) is None and (self.as_time or self.as_micros):
-            try:
-                moment = _EPOCH + timedelta(microseconds=clock)
-            except OverflowError:  # an entity no timed update reached
-                return row
-            row[self.key] = clock if self.as_micros else moment if self.aware else moment.replace(tzinfo=None)
-        return row
-
-
-def _versioned_row(result: Tuple[Any, Any], column: Optional[EventTimeColumn]) -> VersionedRow:
-    version = version_of(result)
-    row = result[1]
-    if column is not None and version is not None:
-        row = column.stamped(row, version.clock)
-    return VersionedRow(row, version)
-
-
 class DeliverSink(beam.PTransform):
     """Call a sink for each of its ``(root_key, update)`` pairs and, when it has an
     ``integration``, write what it returns there (appended, or upserted with ``upsert=True``).
@@ -160,12 +117,17 @@ class DeliverSink(beam.PTransform):
         if self.integration is None:
             return {RESULTS: called[RESULTS], DEAD_LETTERS: called[DEAD_LETTERS]}
         versioned = spec.upsert and not spec.is_batch
-        table = TableSpec(spec.output_model) if versioned else None
-        column = EventTimeColumn(table) if table is not None and table.version is not None else None
-        rows = called[RESULTS] | "Rows" >> (beam.Map(_versioned_row, column) if versioned else beam.Values())
+        identity = None if spec.upsert else append_identity(spec.output_model, spec.name)
+        column = EventTimeColumn.of(TableSpec(spec.output_model, identity), spec.upsert)
+        if versioned:
+            rows = called[RESULTS] | "Rows" >> beam.Map(versioned_row, column)
+        elif column is not None:
+            rows = called[RESULTS] | "Rows" >> beam.Map(stamped_row, column)
+        else:
+            rows = called[RESULTS] | "Rows" >> beam.Values()
         written = rows | WriteToSQL(
             self.integration, spec.output_model, upsert=spec.upsert, name=spec.name,
             num_shards=self.write_shards, create_tables=self.create_tables, validate=self.validate,
-            retry=self.write_retry, versioned=versioned)
+            retry=self.write_retry, versioned=versioned, conflict=identity, skip_existing=identity is not None)
         dead_letters = (called[DEAD_LETTERS], written[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
         return {WRITTEN: written[WRITTEN], DEAD_LETTERS: dead_letters}
