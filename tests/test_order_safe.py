@@ -62,6 +62,9 @@ def test_an_equal_version_rewrites_and_a_row_without_one_always_writes(database)
     assert [r["count"] for r in select(database, Total, "user_id")] == [2]
     write(database, [VersionedRow({"user_id": "u1", "count": 3}, None)])
     assert [r["count"] for r in select(database, Total, "user_id")] == [3]
+    # Any version ordered by ``<`` will do, a plain number too.
+    write(database, [VersionedRow({"user_id": "u2", "count": 9}, 9), VersionedRow({"user_id": "u2", "count": 4}, 4)])
+    assert [r["count"] for r in select(database, Total, "user_id")] == [3, 9]
 
 
 def test_a_firing_is_a_pair_that_keeps_its_version_through_pickling_and_coders():

@@ -184,10 +184,13 @@ class CallSink(beam.PTransform):
         pacing = pacing_of(self.sink.spec)
         if pacing is not None:
             num_shards = self.num_shards
+            # A batch sink's calls have no one version: its pairs go on as plain tuples, which
+            # the buffer's coder encodes natively (a Firing it pickles).
+            plain = self.sink.spec.is_batch
             updates = (
                 updates
-                | "Shard" >> beam.Map(lambda kv: (shard_of(kv[0], num_shards), kv)).with_output_types(
-                    Tuple[int, Any])
+                | "Shard" >> beam.Map(lambda kv: (shard_of(kv[0], num_shards), (kv[0], kv[1]) if plain else kv)
+                                      ).with_output_types(Tuple[int, Any])
                 | "Pace" >> Buffer(pacing.buffer_size, pacing.debounce, pacing.max_delay, self.clock))
         return updates | "Call" >> beam.ParDo(
             _CallFn(self.sink, pacing is not None, self.retry)).with_outputs(DEAD_LETTERS, main=RESULTS)

@@ -141,7 +141,7 @@ class _ShardWriteBatchFn(_WriteBatchFn):
             batch = batch[0], self._newer(batch[1], newest)
         yield from super().process(batch, window, timestamp)
 
-    def _newer(self, entries: Sequence[VersionedRow], newest: Any) -> List[Any]:
+    def _newer(self, entries: Sequence[Tuple[Any, Optional[tuple]]], newest: Any) -> List[Any]:
         """The rows of ``entries`` not older than their key's newest version written so far:
         Beam's shuffles reorder, so arriving later does not make a row newer. Within the
         batch, a key's rows kept are in rising version order, so the writer's "last to
@@ -149,7 +149,7 @@ class _ShardWriteBatchFn(_WriteBatchFn):
         packed = newest.read()
         held: Dict[Any, Any] = pickle.loads(packed) if packed else {}
         rows = []
-        for row, version in entries:
+        for row, version in entries:   # see _split_by_shard
             if version is not None and isinstance(row, dict):
                 key = self.spec.key_of(row)
                 stored = held.get(key)
@@ -284,7 +284,8 @@ class WriteToSQL(beam.PTransform):
 def _split_by_shard(batch: Sequence[Any], spec: TableSpec, num_shards: int,
                     versioned: bool) -> Iterable[Tuple[int, List[Any]]]:
     """Each value as its row (a dict, cheap to encode for the keyed step, and free of the model
-    class), in the batch of its key's shard; a ``VersionedRow`` stays one, around its row."""
+    class), in the batch of its key's shard; a ``VersionedRow`` as ``(row, version)``, plain
+    tuples, which Beam's coder encodes natively (a named tuple it pickles: 5x the time)."""
     shards: Dict[int, List[Any]] = {}
     for value in batch:
         version = None
@@ -296,5 +297,5 @@ def _split_by_shard(batch: Sequence[Any], spec: TableSpec, num_shards: int,
         except RowError:  # not a row of the table: the writer dead-letters it, any shard will do
             key = None
         shards.setdefault(shard_of(key, num_shards), []).append(
-            VersionedRow(value, version) if versioned else value)
+            (value, tuple(version) if isinstance(version, tuple) else version) if versioned else value)
     return shards.items()
