@@ -11,6 +11,7 @@ from transforms.assemble.plan import edge_of, plan_roots
 from sinks.registry import Registry
 from sinks.selection import describe_deployment
 from sinks.sink import SinkSpec
+from transforms.sql import TableSpec
 
 
 def describe(spec: SinkSpec) -> List[str]:
@@ -44,6 +45,10 @@ def describe(spec: SinkSpec) -> List[str]:
         table = getattr(spec.output_model, "__tablename__", spec.output_model.__name__)
         mode = "upsert" if spec.upsert else "append"
         lines.append(f"  writes: {mode} into {table} at {describe_source(spec.integration)}")
+        if spec.upsert and TableSpec(spec.output_model).version is None:
+            lines.append(f"  warning: {table} has no version column, so a later run over older data (a backfill, "
+                         "a replay) overwrites newer rows; flag a DateTime column with info={\"version\": True}, "
+                         "and each row gets its entity's event time there")
     else:
         lines.append(f"  calls: {spec.module}.{spec.qualname}")
     return lines

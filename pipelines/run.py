@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines import progress
 from pipelines.build import JobSettings, build_job, source_from_url
-from pipelines.errors import CommandError
+from pipelines.errors import CommandError, table_write_error
 from pipelines.live import LIVE_RUNNERS, ReadDirectory
 from pipelines.live_clock import LiveClock
 from pipelines.options import SinkOptions, check_url, write_retry
@@ -208,6 +208,11 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
         else:
             result = pipeline.run()
         state = result.wait_until_finish()
+    except Exception as error:
+        cannot_write = table_write_error(error)
+        if cannot_write is None:
+            raise
+        raise CommandError(cannot_write) from error   # the table or the login, not the data: one line
     finally:
         if live is not None:
             live.stop()

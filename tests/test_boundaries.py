@@ -66,3 +66,14 @@ def test_the_rule_catches_an_import(tmp_path, monkeypatch):
     with pytest.raises(pytest.fail.Exception, match=r"imports sinks.errors through transforms.block -> "
                                                     r"transforms.helper"):
         test_reusable_block_imports_nothing_of_the_sink_runtime(tmp_path / "transforms" / "block.py")
+
+
+def test_importing_the_reusable_blocks_loads_no_sink_runtime():
+    """Checked in a fresh interpreter: ``transforms/__init__.py`` itself must not pull the runtime in."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, transforms.sql, transforms.buffer\n"
+             "print(sorted(m for m in sys.modules if m == 'sinks' or m.startswith('sinks.')))")
+    found = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]", found.stdout

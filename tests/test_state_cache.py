@@ -10,7 +10,7 @@ import sys
 import apache_beam
 from apache_beam.runners.worker import statecache
 
-import transforms  # noqa: F401  (installs the sizing)
+import transforms.assemble  # noqa: F401  (installs the sizing)
 from transforms import state_cache
 
 
@@ -21,7 +21,7 @@ def test_checked_against_this_beam():
     assert state_cache.supported()
 
 
-def test_installed_when_transforms_is_imported():
+def test_installed_when_the_assemble_stage_is_imported():
     assert statecache.get_deep_size is state_cache.state_size
 
 

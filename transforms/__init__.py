@@ -1,11 +1,21 @@
-"""Beam building blocks that sinks compile into: pacing, calling user functions, SQL writes."""
-from transforms import state_cache
-from transforms.buffer import Buffer
-from transforms.call import DEAD_LETTERS, RESULTS, CallSink, RetryPolicy
-from transforms.deliver import DeliverSink
+"""Beam building blocks that sinks compile into: pacing, calling user functions, SQL writes.
 
-# Here, so that every process that unpickles one of these DoFns (a remote runner's workers too)
-# weighs their state cheaply: see transforms/state_cache.py.
-state_cache.install()
+Importing the package loads nothing: a reusable block (``transforms.sql``,
+``transforms.buffer``) is taken alone, without the sink runtime that ``CallSink`` and
+``DeliverSink`` need, which load when first named here.
+"""
+from __future__ import annotations
 
-__all__ = ["Buffer", "CallSink", "DEAD_LETTERS", "DeliverSink", "RESULTS", "RetryPolicy"]
+import importlib
+from typing import Any
+
+_LAZY = {"Buffer": "transforms.buffer", "CallSink": "transforms.call", "DEAD_LETTERS": "transforms.call",
+         "DeliverSink": "transforms.deliver", "RESULTS": "transforms.call", "RetryPolicy": "transforms.call"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'transforms' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -33,6 +33,7 @@ from sinks.sink import Sink, SinkSpec
 from transforms.assemble.related import RelatedRows
 from transforms.buffer import Buffer, Clock
 from transforms.dead_letters import DEAD_LETTERS, FirstTracebacks, dead_letter
+from transforms.firing import Firing, Version, version_of
 from transforms.retry import RetryPolicy
 from transforms.sharding import shard_of
 
@@ -135,11 +136,14 @@ class _CallFn(beam.DoFn):
             pairs = [element]
         if self.frames:
             framed = []
-            for key, update in pairs:
+            for pair in pairs:
+                key, update = pair
                 try:
-                    framed.append((key, self._with_frames(update)))
+                    built, version = self._with_frames(update), version_of(pair)
                 except _Unbuilt as unbuilt:
                     yield self._unbuilt(key, update, unbuilt)
+                    continue
+                framed.append((key, built) if version is None else Firing(key, built, version))
             pairs = framed
         if not pairs:
             return
@@ -148,8 +152,9 @@ class _CallFn(beam.DoFn):
             yield from self._call(shard, pairs, lambda: self.sink.fn(
                 DataFrame(updates, columns=[i.ref for i in self.sink.spec.inputs])))
         else:
-            for key, update in pairs:
-                yield from self._call(key, [(key, update)], lambda: self.sink.fn(**update))
+            for pair in pairs:
+                key, update = pair
+                yield from self._call(key, [(key, update)], lambda: self.sink.fn(**update), version_of(pair))
 
     def _with_frames(self, update: Dict[str, Any]) -> Dict[str, Any]:
         framed = {}
@@ -172,7 +177,8 @@ class _CallFn(beam.DoFn):
             reason=f"could not build input '{unbuilt.parameter}': {error}", key=key,
             with_traceback=self._tracebacks.is_new(error)))
 
-    def _call(self, key: Any, pairs: List[Tuple[Any, Dict[str, Any]]], call: Callable[[], Any]) -> Iterable[Any]:
+    def _call(self, key: Any, pairs: List[Tuple[Any, Dict[str, Any]]], call: Callable[[], Any],
+              version: Optional[Version] = None) -> Iterable[Any]:
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 values = self._checked(self._invoke(call))
@@ -192,7 +198,8 @@ class _CallFn(beam.DoFn):
             self.calls.inc()
             self.rows.inc(len(pairs))
             for value in values:
-                yield key, value
+                # Each result carries the version of the firing it came from, for the writer.
+                yield (key, value) if version is None else Firing(key, value, version)
             return
 
 
@@ -206,7 +213,8 @@ class CallSink(beam.PTransform):
       retry: how failing calls are retried before their updates are dead-lettered.
       clock: the buffer's processing-time clock (see :class:`transforms.buffer.Buffer`).
 
-    Returns a ``DoOutputsTuple`` with ``results`` (``(key, returned value)``)
+    Returns a ``DoOutputsTuple`` with ``results`` (``(key, returned value)``; a
+    :class:`~transforms.firing.Firing` with the version of the update it came from)
     and ``dead_letters`` (dicts; see :func:`dead_letter`).
     """
 
@@ -224,10 +232,13 @@ class CallSink(beam.PTransform):
         pacing = pacing_of(self.sink.spec)
         if pacing is not None:
             num_shards = self.num_shards
+            # A batch sink's calls have no one version: its pairs go on as plain tuples, which
+            # the buffer's coder encodes natively (a Firing it pickles).
+            plain = self.sink.spec.is_batch
             updates = (
                 updates
-                | "Shard" >> beam.Map(lambda kv: (shard_of(kv[0], num_shards), kv)).with_output_types(
-                    Tuple[int, Any])
+                | "Shard" >> beam.Map(lambda kv: (shard_of(kv[0], num_shards), (kv[0], kv[1]) if plain else kv)
+                                      ).with_output_types(Tuple[int, Any])
                 | "Pace" >> Buffer(pacing.buffer_size, pacing.debounce, pacing.max_delay, self.clock))
         return updates | "Call" >> beam.ParDo(
             _CallFn(self.sink, pacing is not None, self.retry)).with_outputs(DEAD_LETTERS, main=RESULTS)

@@ -1,7 +1,11 @@
 """``DeliverSink``: a sink's updates → its function → for an integration sink, its table.
 
-    updates ─ (upsert) LatestPerEntity ─ CallSink ─┬─ results ─ (integration) Values ─ WriteToSQL ─┬─ written
-                                                   └─ dead_letters ─────────────────────────────────┴─ dead_letters
+    updates ─ (upsert) LatestPerEntity ─ CallSink ─┬─ results ─ (integration) Rows ─ WriteToSQL ─┬─ written
+                                                   └─ dead_letters ───────────────────────────────┴─ dead_letters
+
+A per-row upsert sink's rows go to the writer with the version of the firing they came
+from (:class:`transforms.firing.Version`), so that the stored row is the one computed from
+the entity's newest state whatever order the runner delivers them in.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from sinks.sink import Sink
 from transforms.buffer import Clock
 from transforms.call import RESULTS, CallSink, RetryPolicy
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.sql import WRITTEN, WriteRetry, WriteToSQL
+from transforms.firing import version_of
+from transforms.row_identity import EventTimeColumn, append_identity, stamped_row, versioned_row
+from transforms.sql import WRITTEN, TableSpec, WriteRetry, WriteToSQL
 
 
 # Entities whose latest update LatestPerEntity holds at most (each with its inputs).
@@ -25,7 +31,7 @@ MAX_HELD = 10_000
 
 class LatestPerEntity(beam.DoFn):
     """Passes on, at the end of each bundle, only each entity's last update of that bundle
-    (the latest by timestamp, the entity's clock; of equal ones, the last to arrive).
+    (the newest by version, else by timestamp, the entity's clock; of equal ones, the last to arrive).
 
     For a per-row upsert sink: each call's row replaces the entity's row, so only the last
     call of a bundle shows in the table, and the calls before it are work the table never
@@ -50,7 +56,7 @@ class LatestPerEntity(beam.DoFn):
             return
         if held is not None:
             self.coalesced.inc()
-            if timestamp < held[1]:
+            if _older(element, timestamp, held):
                 return
         elif len(self._latest) >= self.max_held:
             oldest = next(iter(self._latest))
@@ -62,6 +68,13 @@ class LatestPerEntity(beam.DoFn):
         for element, timestamp, window in self._latest.values():
             yield WindowedValue(element, timestamp, (window,))
         self._latest = {}
+
+
+def _older(element: Any, timestamp: Any, held: Tuple[Any, Any, Any]) -> bool:
+    version, held_version = version_of(element), version_of(held[0])
+    if version is not None and held_version is not None:
+        return bool(version < held_version)
+    return bool(timestamp < held[1])
 
 
 class DeliverSink(beam.PTransform):
@@ -103,11 +116,18 @@ class DeliverSink(beam.PTransform):
         called = updates | self.call
         if self.integration is None:
             return {RESULTS: called[RESULTS], DEAD_LETTERS: called[DEAD_LETTERS]}
-        written = (
-            called[RESULTS]
-            | "Rows" >> beam.Values()
-            | WriteToSQL(self.integration, spec.output_model, upsert=spec.upsert, name=spec.name,
-                         num_shards=self.write_shards, create_tables=self.create_tables, validate=self.validate,
-                         retry=self.write_retry))
+        versioned = spec.upsert and not spec.is_batch
+        identity = None if spec.upsert else append_identity(spec.output_model, spec.name)
+        column = EventTimeColumn.of(TableSpec(spec.output_model, identity), spec.upsert)
+        if versioned:
+            rows = called[RESULTS] | "Rows" >> beam.Map(versioned_row, column)
+        elif column is not None:
+            rows = called[RESULTS] | "Rows" >> beam.Map(stamped_row, column)
+        else:
+            rows = called[RESULTS] | "Rows" >> beam.Values()
+        written = rows | WriteToSQL(
+            self.integration, spec.output_model, upsert=spec.upsert, name=spec.name,
+            num_shards=self.write_shards, create_tables=self.create_tables, validate=self.validate,
+            retry=self.write_retry, versioned=versioned, conflict=identity, skip_existing=identity is not None)
         dead_letters = (called[DEAD_LETTERS], written[DEAD_LETTERS]) | "DeadLetters" >> beam.Flatten()
         return {WRITTEN: written[WRITTEN], DEAD_LETTERS: dead_letters}

@@ -34,6 +34,7 @@ from transforms.assemble.messages import NEVER, OLDER, ROW, TIME, HeldRow, Membe
 from transforms.assemble.parse import moment
 from transforms.assemble.plan import Edge, Node, SinkPlan, WindowPlan
 from transforms.assemble.related import RelatedRows
+from transforms.firing import Firing, Version
 
 # Message shapes (which features and relations a message carries) whose firing sinks are remembered.
 MAX_SHAPES = 1024
@@ -74,7 +75,7 @@ class _Child:
 class EntityState:
     """One entity's state: its own features (latest by event time) and its related rows."""
 
-    __slots__ = ("values", "times", "clock", "seen", "routed", "related", "fired", "due")
+    __slots__ = ("values", "times", "clock", "seen", "routed", "related", "fired", "due", "sequence")
 
     def __init__(self) -> None:
         self.values: Dict[str, Any] = {}
@@ -85,17 +86,19 @@ class EntityState:
         self.related: Dict[str, Dict[Any, Dict[Any, HeldRow]]] = {}
         self.fired = NEVER               # the latest window timer that fired for this entity
         self.due: Optional[int] = None   # when its pending window timer is due (exact µs)
+        self.sequence = 0                # how many times it has fired (orders its firings' versions)
 
     # Stored as a plain tuple of its fields, which pickles in three quarters of the object's time.
     def fields(self) -> tuple:
-        return self.values, self.times, self.clock, self.seen, self.routed, self.related, self.fired, self.due
+        return (self.values, self.times, self.clock, self.seen, self.routed, self.related, self.fired, self.due,
+                self.sequence)
 
     @classmethod
     def of(cls, fields: Optional[tuple]) -> "EntityState":
         state = cls()
         if fields is not None:
             (state.values, state.times, state.clock, state.seen, state.routed, state.related,
-             state.fired, state.due) = fields
+             state.fired, state.due, state.sequence) = fields
         return state
 
     @property
@@ -274,7 +277,8 @@ class EntityStateFn(beam.DoFn):
         for index in indexes:
             update = self._inputs(self.inputs[index], state, key, resolved, now)
             if update is not None:
-                stamped = windowed_value.create((shown, update), state.clock, GLOBAL_WINDOW)
+                stamped = windowed_value.create(Firing(shown, update, _next_version(state)), state.clock,
+                                                GLOBAL_WINDOW)
                 fired.append(TaggedOutput(self.sinks[index].name, stamped))
         return fired
 
@@ -461,6 +465,13 @@ def entity_state_fn(node: Node, sinks: Tuple[SinkPlan, ...] = (), clock_id: str 
     if any(item.windows for sink in sinks for item in sink.inputs):
         return WindowedEntityStateFn(node, sinks, clock_id, as_of, bounded)
     return EntityStateFn(node, sinks, clock_id, as_of)
+
+
+def _next_version(state: EntityState) -> Version:
+    """The version of a firing of ``state`` (see :class:`transforms.firing.Version`): the
+    entity's clock, then how many times it has fired, so later firings always rank higher."""
+    state.sequence += 1
+    return Version(state.clock, state.sequence)
 
 
 def _load(stored: Any) -> Any:
