@@ -14,10 +14,14 @@ implementation's best of ``--rounds`` counts.
 - ``handwritten``: what one would write by hand without a framework: a dict of per-user state,
   the same firing rules (README, "When a sink fires" and "Time windows"), rows flushed every
   5,000 updates, appends with COPY, upserts with COPY into a temporary table and one
-  ``INSERT ... ON CONFLICT DO UPDATE`` (an entity's latest aggregate per flush).
-- ``bytewax``: the same per-user logic in a Bytewax 0.21 dataflow (one worker, ``stateful_map``
-  keyed by user, sinks writing each batch as the hand-written consumer does). Installed with pip
-  into this interpreter by the bench if missing; not a dependency of the project.
+  ``INSERT ... ON CONFLICT DO UPDATE`` (an entity's latest aggregate per flush). As the project's
+  bounded run does, it ends by evaluating every user's aggregate as of the input's clock (the
+  greatest event time in the whole input) and upserting those.
+- ``bytewax``: the same per-user logic in a Bytewax 0.21 dataflow (one worker, ``stateful`` keyed
+  by user, sinks writing each batch as the hand-written consumer does; at the end of the input
+  every user's state goes to one step, which takes the input's clock from them and emits the
+  final aggregates). Installed with pip into this interpreter by the bench if missing; not a
+  dependency of the project.
 
     python bench/peers.py [--entities 1000 10000] [--rounds 3] [--only project handwritten bytewax]
 
@@ -132,14 +136,33 @@ def apply(state: UserState, uid: str, update: Dict[str, Any]) -> List[Tuple[str,
     moved = state.clock != before and any(
         before - WINDOW_US <= t < state.clock - WINDOW_US for t, _, _ in state.transfers.values())
     if first or carried_transfers or moved:
-        low, now = state.clock - WINDOW_US, state.clock
-        amounts = [a for t, ok, a in state.transfers.values() if ok and low <= t <= now]
-        fired.append(("aggregate", (uid, len(amounts), sum(amounts))))
+        fired.append(("aggregate", aggregate(state, uid, state.clock)))
     bound = state.clock - WINDOW_US
     old = [k for k, held in state.transfers.items() if held[0] < bound]
     for k in old:
         del state.transfers[k]
     return fired
+
+
+def aggregate(state: UserState, uid: str, now: int) -> tuple:
+    """``aggregate_user_transactions`` as of ``now``: count and total of successful transfers in 60 days."""
+    low = now - WINDOW_US
+    amounts = [a for t, ok, a in state.transfers.values() if ok and low <= t <= now]
+    return (uid, len(amounts), sum(amounts))
+
+
+def final_aggregates(states: Iterable[Tuple[str, UserState]]) -> Dict[str, tuple]:
+    """The end of a bounded run: every user's aggregate as of the input's clock (README, "Time windows").
+
+    The input's clock is the greatest event time of any update, which is the greatest of the
+    users' clocks since every update belongs to one user; the rows pruned so far are older than
+    60 days before it.
+    """
+    held = list(states)
+    if not held:
+        return {}
+    now = max(state.clock for _, state in held)
+    return {uid: aggregate(state, uid, now) for uid, state in held if state.seen}
 
 
 class Writer:
@@ -206,6 +229,7 @@ def consume(updates: Iterable[Dict[str, Any]], url: str) -> None:
             writer.write(records, aggregates)
             records, aggregates, pending = [], {}, 0
     writer.write(records, aggregates)
+    writer.write([], final_aggregates(states.items()))
     writer.close()
 
 
@@ -227,6 +251,7 @@ def run_bytewax(path: str, url: str) -> None:
     import bytewax.operators as op
     from bytewax.connectors.files import FileSource
     from bytewax.dataflow import Dataflow
+    from bytewax.operators import StatefulLogic
     from bytewax.outputs import DynamicSink, StatelessSinkPartition
     from bytewax.testing import run_main
 
@@ -241,6 +266,8 @@ def run_bytewax(path: str, url: str) -> None:
             for row in records:
                 self.writer.notify(row)
             aggregates = {row[0]: row for kind, row in items if kind == "aggregate"}
+            # A batch may hold a user's last firing and its final aggregate: the final one wins.
+            aggregates.update((row[0], row) for kind, row in items if kind == "final")
             self.writer.write(records, aggregates)
 
         def close(self) -> None:
@@ -250,15 +277,38 @@ def run_bytewax(path: str, url: str) -> None:
         def build(self, step_id: str, worker_index: int, worker_count: int) -> Partition:
             return Partition()
 
-    def mapper(state: Optional[UserState], update: Dict[str, Any]) -> Tuple[UserState, List[Tuple[str, tuple]]]:
-        state = state or UserState()
-        return state, apply(state, user_of(update), update)
+    class UserLogic(StatefulLogic):
+        """One user's state; at the end of the input, hands it on for the final aggregate."""
+
+        def __init__(self) -> None:
+            self.state = UserState()
+            self.uid: Optional[str] = None
+
+        def on_item(self, update: Dict[str, Any]) -> Tuple[List[Tuple[str, Any]], bool]:
+            self.uid = user_of(update)
+            return apply(self.state, self.uid, update), StatefulLogic.RETAIN
+
+        def on_eof(self) -> Tuple[List[Tuple[str, Any]], bool]:
+            return [("state", (self.uid, self.state))], StatefulLogic.DISCARD
+
+        def snapshot(self) -> UserState:
+            return self.state
+
+    def collect(held: List[Tuple[str, UserState]], final: Tuple[str, UserState]) -> List[Tuple[str, UserState]]:
+        held.append(final)
+        return held
 
     flow = Dataflow("bank")
     lines = op.input("read", flow, FileSource(path, batch_size=FLUSH_EVERY))
     keyed = op.key_on("by_user", op.map("parse", lines, json.loads), user_of)
-    fired = op.stateful_map("state", keyed, mapper)
-    firings = op.flat_map("firings", fired, lambda pair: pair[1])
+    fired = op.stateful("state", keyed, lambda resumed: UserLogic())
+    split = op.branch("states", op.map("unkey", fired, lambda pair: pair[1]), lambda item: item[0] == "state")
+    # The input's clock needs every user's: their final states meet under one key at the end.
+    ended = op.fold_final("end", op.key_on("at_end", op.map("state_of", split.trues, lambda item: item[1]),
+                                                      lambda _: "end"), list, collect)
+    finals = op.flat_map("final_aggregates", ended,
+                         lambda pair: [("final", row) for row in final_aggregates(pair[1]).values()])
+    firings = op.merge("firings", split.falses, finals)
     op.output("write", firings, PostgresSink())
     run_main(flow)
 
