@@ -285,6 +285,24 @@ def test_explain_spells_durations_and_unset_sources_like_a_definition(capsys, mo
     assert "postgresql+psycopg2://'" not in out and "0:00:00" not in out
 
 
+def test_explain_shows_each_sinks_windows_and_plans_the_sinks_of_a_class_together(tmp_path, capsys):
+    definitions = tmp_path / "two_readers.py"
+    definitions.write_text(
+        "from sinks import DataFrame, FeatureTime, Primary, after, features, sink\n"
+        "@features\nclass User:\n    uuid: Primary[str]\n    ts: FeatureTime\n"
+        "    transfers: 'DataFrame[Transfer]'\n"
+        "@features\nclass Transfer:\n    id: str\n    user_id: User.uuid\n    amount: float\n"
+        "    created_at: FeatureTime\n"
+        "@sink\ndef recent(uid: User.uuid, txns: User.transfers[after(days_ago=60)]) -> None:\n    pass\n"
+        "@sink\ndef everything(uid: User.uuid, txns: User.transfers) -> None:\n    pass\n")
+    assert main(["explain", "--definitions", str(definitions)]) == 0
+    recent = capsys.readouterr().out.split("\n\n")[0]
+    assert "windows: txns after(60d) on Transfer.created_at, re-evaluated by the stream's event-time clock" in recent
+    # Another sink of User reads every transfer: none is pruned, whatever this sink's window says.
+    assert "keeps every user.transfers row" in recent
+    assert "keeps user.transfers rows for 60d" not in recent
+
+
 @pytest.mark.parametrize("value, shown", [
     (timedelta(milliseconds=100), "100ms"), (timedelta(minutes=90), "1h30m"), (timedelta(days=60), "60d"),
     (timedelta(0), "0s"), (timedelta(seconds=1, milliseconds=5), "1s5ms"), (timedelta.max, "infinity")])

@@ -204,7 +204,7 @@ def _windows(ref: Ref) -> Tuple[WindowPlan, ...]:
     related = ref.leaf.related
     found: List[WindowPlan] = []
     for item in ref.filters:
-        for window in _all_windows(item):
+        for window in all_windows(item):
             feature = window.index.leaf if window.index is not None else info(related).feature_time
             assert feature is not None   # checked when the sink was defined (TimeWindow.time_ref)
             attr = feature.name
@@ -212,14 +212,15 @@ def _windows(ref: Ref) -> Tuple[WindowPlan, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _all_windows(item: Filter) -> Iterable[TimeWindow]:
+def all_windows(item: Filter) -> Iterable[TimeWindow]:
+    """Every time window in a filter, wherever it sits (``&``, ``|``, ``~``)."""
     if isinstance(item, TimeWindow):
         yield item
     elif isinstance(item, (And, Or)):
-        yield from _all_windows(item.left)
-        yield from _all_windows(item.right)
+        yield from all_windows(item.left)
+        yield from all_windows(item.right)
     elif isinstance(item, Not):
-        yield from _all_windows(item.inner)
+        yield from all_windows(item.inner)
 
 
 def _required_windows(item: Filter) -> Iterable[TimeWindow]:
