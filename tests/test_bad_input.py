@@ -52,6 +52,30 @@ def test_a_corpus_of_malformed_records_is_dead_lettered_and_the_valid_stream_goe
     assert len(read_jsonl(sample)) == len(good)
 
 
+def test_a_lone_surrogate_is_a_read_dead_letter_and_the_run_goes_on(tmp_path, sample):
+    good = sample.read_bytes().splitlines()
+    lone = b'{"user.uuid": "u-lone", "user.full_name": "a\\ud800b"}'   # JSON's escape of half a character
+    pair = b'{"user.uuid": "u-pair", "user.full_name": "\\ud83d\\ude00"}'   # a whole one (an emoji)
+    source = tmp_path / "surrogates.jsonl"
+    source.write_bytes(b"\n".join(good[:50] + [lone, pair] + good[50:]) + b"\n")
+    db, letters = tmp_path / "out.db", tmp_path / "letters"
+    assert main(["run", "--definitions", BANK, "--input", str(source), "--database-url", f"sqlite:///{db}",
+                 "--dead-letters", str(letters)]) == 0
+    assert table_counts(db)["user_records"] == 40
+    (letter,) = [json.loads(line) for f in letters.iterdir() for line in f.read_text().splitlines()]
+    assert letter["stage"] == "read"
+    assert "lone surrogate" in letter["error"]
+    assert json.loads(letter["input"])["line"] == 51 and "u-lone" in letter["input"]
+
+
+def test_a_dead_letter_holding_a_lone_surrogate_is_written_escaped():
+    from transforms.dead_letters import to_json
+    text = to_json({"name": "a\ud800b", "\udfff": 1})
+    text.encode("utf-8")
+    assert json.loads(text) == {"name": "a\ud800b", "\udfff": 1}
+    assert to_json({"name": "é😀"}) == '{"name": "é😀"}'
+
+
 # Values no coder, pyarrow column or database downstream can hold (issue 22, items 1-3).
 EXTREMES = st.one_of(
     st.integers(min_value=2 ** 63), st.integers(max_value=-(2 ** 63) - 1),
