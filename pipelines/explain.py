@@ -77,6 +77,7 @@ def _window_texts(ref: Any) -> List[str]:
     for item in ref.filters:
         for window in all_windows(item):
             feature = window.index.leaf if window.index is not None else info(related).feature_time
+            assert feature is not None   # checked when the sink was defined (TimeWindow.time_ref)
             texts.append(f"{window.side}({show_duration(window.ago)}) on {feature.owner.__name__}.{feature.name}")
     return list(dict.fromkeys(texts))
 

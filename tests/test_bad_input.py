@@ -211,10 +211,49 @@ def test_each_value_type_refuses_its_out_of_range_values(registry):
 
 
 def test_non_finite_floats_are_refused():
-    from transforms.assemble.parse import _number
+    from sinks.values import number
     for value in (math.nan, math.inf, -math.inf, "nan", "inf", "1e999"):
         try:
-            _number(value)
+            number(value)
         except ValueError:
             continue
         raise AssertionError(f"{value!r} was accepted")
+
+
+def test_list_and_struct_features_are_checked_against_their_declared_types(registry):
+    """Issue 21: a list[int] given ["a"], a dataclass given a wrong field, are dead letters at parse."""
+    from dataclasses import dataclass
+    from typing import List, Optional
+
+    from sinks import Primary, features
+    from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of
+
+    @dataclass
+    class Address:
+        street: str
+        number: int
+        note: Optional[str] = None
+
+    @features
+    class Home:
+        id: Primary[str]
+        rooms: List[int]
+        address: Address
+
+    parser = UpdateParser(schemas_of([Home]))
+    for update, reason in [
+        ({"home.id": "h1", "home.rooms": ["a"]}, "'home.rooms' = ['a']: item 0: invalid literal"),
+        ({"home.id": "h1", "home.address": {"street": "Main", "number": "x"}}, "field 'number'"),
+        ({"home.id": "h1", "home.address": {"street": "Main", "number": 1, "floor": 2}}, "no field(s) floor"),
+        ({"home.id": "h1", "home.address": {"number": 1}}, "needs field(s) street"),
+        ({"home.id": "h1", "home.rooms": [2 ** 64]}, "64-bit"),
+    ]:
+        try:
+            parser.parse(update)
+        except BadUpdate as error:
+            assert reason in str(error), (reason, str(error))
+            continue
+        raise AssertionError(f"{update} was accepted")
+    parsed = parser.parse({"home.id": "h1", "home.rooms": [1, "2"], "home.address": {"street": "Main", "number": 3}})
+    assert parsed.values["rooms"] == [1, 2]
+    assert parsed.values["address"] == {"street": "Main", "number": 3}
