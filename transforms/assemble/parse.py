@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from sinks.features import info
+from sinks.options import Constraints
 from sinks.values import binary, boolean, coercer, day, decimal, integer, number, read_timestamp, text
 from transforms.assemble.plan import ClassSchema, schema_of
 
@@ -157,6 +158,14 @@ class UpdateParser:
             f"{namespace}.{attr}": (namespace, attr, kind if kind in _EXACT else None,
                                     coercion(kind), optional)
             for namespace, schema in self.schemas.items() for attr, kind, optional in schema.types}
+        # Per namespace, the features with limits: (attr, Constraints, whether a timestamp).
+        timestamps = {(namespace, attr) for namespace, schema in self.schemas.items()
+                      for attr, kind, _ in schema.types if kind is datetime}
+        self._limits: Dict[str, Tuple[Tuple[str, Constraints, bool], ...]] = {
+            namespace: tuple((attr, limits, (namespace, attr) in timestamps) for attr, limits in schema.constraints)
+            for namespace, schema in self.schemas.items() if schema.constraints}
+        # Feature values accepted though they break their (not strict) limits, since the caller last read it.
+        self.violations = 0
 
     def parse(self, update: Any, latest: Optional[int] = None) -> ParsedUpdate:
         """The checked update. ``latest`` (µs): the last FeatureTime accepted, the wall clock plus
@@ -183,11 +192,29 @@ class UpdateParser:
         key = values.get(schema.primary)
         if key is None:
             raise BadUpdate(f"missing primary key '{namespace}.{schema.primary}'")
+        if namespace in self._limits:
+            self._check_limits(namespace, values)
         time = values.get(schema.time) if schema.time else None
         if time is not None and latest is not None and time > latest:
             raise BadUpdate(f"'{namespace}.{schema.time}' = {moment(time).isoformat()} is more than the allowed "
                             f"clock skew after the wall clock (accepted up to {moment(latest).isoformat()})")
         return ParsedUpdate(namespace, key, time, values)
+
+    def _check_limits(self, namespace: str, values: Dict[str, Any]) -> None:
+        """Refuses an update breaking a strict feature's limits (``feature(min=, strict=True)``);
+        counts, in :attr:`violations`, the limits broken by the rest."""
+        for attr, limits, is_moment in self._limits[namespace]:
+            value = values.get(attr)
+            if value is None:
+                continue
+            broken = limits.violations(moment(value) if is_moment else value)
+            if not broken:
+                continue
+            if limits.strict:
+                shown = ascii(value)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                raise BadUpdate(f"'{namespace}.{attr}' = {shown}: {'; '.join(broken)} (strict)")
+            self.violations += 1
 
     def _misnamed(self, update: Mapping, name: Any) -> BadUpdate:
         """Why ``name`` cannot be read: a bad name, a second namespace, an unknown namespace or feature."""
