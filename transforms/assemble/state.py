@@ -15,6 +15,7 @@ evaluated as of that instant, unless it lies past the data (or ``as_of``).
 """
 from __future__ import annotations
 
+import copy
 import pickle
 from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -313,7 +314,7 @@ class EntityStateFn(beam.DoFn):
             if is_moment and value is not None:
                 value = moment(value)
             if value is None and default and self._never_received(state, head, rest, related, resolved):
-                value = default[0]
+                value = copy.copy(default[0])   # a sink changing a default list must not change it for the next
             if many:
                 value = RelatedRows(value or [], now)
             elif value is None and not optional:
