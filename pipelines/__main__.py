@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from pipelines.options import duration_argument
+    from pipelines.options import as_of_argument, duration_argument
 
     parser = _Parser(prog="python -m pipelines", allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allowed-lateness", type=duration_argument, default=None, metavar="DURATION",
                      help="how far behind an entity's clock an update may arrive and still count, "
                           "as seconds or like 10m (default 0)")
+    run.add_argument("--as-of", type=as_of_argument, default=None, metavar="TIME",
+                     help="where a bounded run's time windows end: an ISO 8601 time (UTC unless it says) "
+                          "or 'now' (default: the input's last event time)")
+    run.add_argument("--max-clock-skew", type=duration_argument, default=None, metavar="DURATION",
+                     help="an update whose FeatureTime is further than this after the wall clock is a "
+                          "dead letter, as seconds or like 1d; 'infinity' turns the check off (default 1d)")
     run.add_argument("--create-tables", action="store_true", help="create missing tables (always on for SQLite)")
     run.add_argument("--database-url", help="write every integration sink to this database instead")
     run.add_argument("--runner", help="Beam runner (default: FnApiRunner, or BundleBasedDirectRunner with --streaming)")

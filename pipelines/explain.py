@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, List
+from typing import Any, Dict, List, Optional, Sequence
 
 from sinks.durations import INFINITY
 from sinks.features import info
 from sinks.options import class_options_text, feature_options_text
-from transforms.assemble.plan import edge_of, plan_roots
+from transforms.assemble.plan import RootPlan, all_windows, edge_of, plan_roots
 from sinks.registry import Registry
 from sinks.selection import describe_deployment
 from sinks.sink import SinkSpec
 from transforms.sql import TableSpec
 
 
-def describe(spec: SinkSpec) -> List[str]:
-    """Lines describing one sink's compiled plan."""
+# What moves a time window's "now": the same words for every sink (see ``transforms.assemble.clock``).
+WINDOW_CLOCK = ("re-evaluated by the stream's event-time clock (the watermark), and at the end of a bounded "
+                "input as of its final event time (or --as-of)")
+
+
+def describe(spec: SinkSpec, plan: Optional[RootPlan] = None) -> List[str]:
+    """Lines describing one sink's compiled plan. ``plan`` is its root's plan across every sink run
+    with it (rows are kept as long as any of them reads them); by default the sink's alone."""
     kind = "batch" if spec.is_batch else "per-row"
     lines = [f"sink {spec.name} ({kind}{', async' if spec.is_async else ''}) at {spec.location}",
              f"  root: {spec.root.__name__} keyed by {info(spec.root).primary.fqn}"]
@@ -31,11 +37,21 @@ def describe(spec: SinkSpec) -> List[str]:
                    else f"rows meet parents in a lookup keyed by {step.related.__name__}."
                         f"{', '.join(edge.child_attrs)}")
             lines.append(f"    join {step!r}: {step.join!r} ({how})")
-    (plan,) = plan_roots([spec])
+    for item in spec.inputs:
+        if item.is_has_many:
+            windows = _window_texts(item.ref)
+            if windows:
+                lines.append(f"  windows: {item.parameter} {' and '.join(windows)}, {WINDOW_CLOCK}")
+    if plan is None:
+        (plan,) = plan_roots([spec])
+    read = {tuple(step.name for step in item.ref.steps) for item in spec.inputs if item.is_has_many}
     for node in plan.root.post_order():
-        if node.horizon is not None:
-            lines.append(f"  keeps {node.label} rows for {show_setting(node.horizon)} behind the entity's clock, "
-                         "then prunes them")
+        if node.path in read:
+            if node.horizon is not None:
+                lines.append(f"  keeps {node.label} rows for {show_setting(node.horizon)} behind the entity's clock "
+                             "(the longest any sink of the class reads), then prunes them")
+            else:
+                lines.append(f"  keeps every {node.label} row (a sink of the class reads rows of any age)")
     pacing = [f"{name}={show_setting(value)}" for name, value in (
         ("buffer_size", spec.buffer_size), ("debounce", spec.debounce), ("max_delay", spec.max_delay))
         if value is not None]
@@ -52,6 +68,18 @@ def describe(spec: SinkSpec) -> List[str]:
     else:
         lines.append(f"  calls: {spec.module}.{spec.qualname}")
     return lines
+
+
+def _window_texts(ref: Any) -> List[str]:
+    """``after(60d) on Transfer.created_at`` for each time window in a has-many input's filters."""
+    related = ref.leaf.related
+    texts = []
+    for item in ref.filters:
+        for window in all_windows(item):
+            feature = window.index.leaf if window.index is not None else info(related).feature_time
+            assert feature is not None   # checked when the sink was defined (TimeWindow.time_ref)
+            texts.append(f"{window.side}({show_duration(window.ago)}) on {feature.owner.__name__}.{feature.name}")
+    return list(dict.fromkeys(texts))
 
 
 def show_setting(value: Any) -> str:
@@ -93,8 +121,16 @@ def describe_source(source: Any) -> str:
 
 
 def explain(registry: Registry) -> str:
-    """The plan of every sink in ``registry``."""
-    return "\n\n".join("\n".join(describe(s.spec)) for s in registry.sinks.values())
+    """The plan of every sink in ``registry``, each root's planned across all its sinks (as a run
+    of every sink plans it: a relation's rows are kept as long as any sink reads them)."""
+    specs = [s.spec for s in registry.sinks.values()]
+    plans: Dict[type, RootPlan] = dict(zip(_roots(specs), plan_roots(specs)))
+    return "\n\n".join("\n".join(describe(spec, plans[spec.root])) for spec in specs)
+
+
+def _roots(specs: Sequence[SinkSpec]) -> List[type]:
+    """The root classes in the order :func:`plan_roots` plans them."""
+    return list(dict.fromkeys(spec.root for spec in specs))
 
 
 def graph_dot(registry: Registry) -> str:

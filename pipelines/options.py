@@ -10,7 +10,7 @@ import argparse
 import math
 import os
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import sqlalchemy
@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from sqlalchemy.engine import URL
 
 from pipelines.errors import CommandError
-from sinks.durations import parse_duration
+from sinks.durations import INFINITY, parse_duration
 from transforms.call import RetryPolicy
 from transforms.sql import WriteRetry
 
@@ -62,6 +62,32 @@ def duration_argument(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def as_of_argument(text: str) -> datetime:
+    """``--as-of``: ``now`` (the wall clock when the command starts) or an ISO 8601 time, UTC
+    unless it names its offset."""
+    if text.strip().lower() == "now":
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use ISO 8601 like 2024-03-01T12:00:00Z, or 'now'") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def clock_settings(args: argparse.Namespace) -> dict:
+    """The window clock's settings the command line gives (``JobSettings`` keeps its defaults for
+    the rest): ``--allowed-lateness``, ``--as-of``, ``--max-clock-skew`` (``infinity``: no check)."""
+    settings: dict = {}
+    if args.allowed_lateness is not None:
+        settings["allowed_lateness"] = args.allowed_lateness
+    if args.as_of is not None:
+        settings["as_of"] = args.as_of
+    if args.max_clock_skew is not None:
+        settings["max_clock_skew"] = None if args.max_clock_skew == INFINITY else args.max_clock_skew
+    return settings
+
+
 def check_run_arguments(args: argparse.Namespace) -> None:
     """The flags of ``run`` that argparse cannot check alone."""
     if (args.input is None) == (args.replay_dead_letters is None):
@@ -84,6 +110,9 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         _at_least(args.write_deadline, 0, "--write-deadline")
     if args.database_url:
         check_database_url(args.database_url, "--database-url")
+    from pipelines.sources import is_stream_url
+    if args.as_of is not None and (args.follow or (args.input is not None and is_stream_url(args.input))):
+        raise CommandError("--as-of: only for a bounded input (a live run's windows follow its event-time clock)")
     check_writable_directory(args.dead_letters, "--dead-letters")
 
 

@@ -18,7 +18,7 @@ from pipelines.build import JobSettings, build_job, source_from_url
 from pipelines.errors import CommandError, table_write_error
 from pipelines.live import LIVE_RUNNERS, ReadDirectory
 from pipelines.live_clock import LiveClock
-from pipelines.options import SinkOptions, check_url, write_retry
+from pipelines.options import SinkOptions, check_url, clock_settings, write_retry
 from pipelines.replay import DeadLetters, mark_replayed, read_dead_letters, replay_branches
 from pipelines.sources import ReadUpdates, check_input, is_stream_url, json_record, read_stream
 from pipelines.summary import counters, show_value, summary_table
@@ -164,7 +164,7 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
         num_shards=args.num_shards, write_shards=args.write_shards,
         create_tables=True if args.create_tables else None, database_url=args.database_url,
         retry=options.view_as(SinkOptions).retry_policy(), write_retry=write_retry(args, is_live),
-        clock=clock, **({"allowed_lateness": args.allowed_lateness} if args.allowed_lateness is not None else {}))
+        clock=clock, **clock_settings(args))
     try:
         pipeline = beam.Pipeline(options=options)
     except ValueError as error:   # Beam refuses the runner it was asked for

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from typing import Any, Dict, Iterable, Optional
 
 import apache_beam as beam
@@ -60,10 +61,27 @@ def unreadable(path: Optional[str], line: Optional[int], error: Exception, text:
     return TaggedOutput(DEAD_LETTERS, dead_letter("read", None, error, {"file": path, "line": line, "text": text}))
 
 
+# JSON's escape of a UTF-16 surrogate (``\\ud800``): json.loads joins a pair into one character but
+# keeps a lone one, which is no character at all (UTF-8 cannot hold it, so no database can).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class LoneSurrogateError(ValueError):
+    """A JSON string holding half of a UTF-16 surrogate pair."""
+
+
 def json_record(raw: bytes, path: Optional[str] = None, line: Optional[int] = None) -> Any:
     """A JSONL line as its value, or a dead letter saying why it cannot be read."""
     try:
-        return json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"))
+        if _SURROGATE_ESCAPE.search(raw):   # rare: only then is the value walked
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise LoneSurrogateError(
+                    f"a string holds a lone surrogate ({error.object[error.start]!r}): half of a UTF-16 pair "
+                    "is not a character, and no text column can store it") from None
+        return value
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         return unreadable(path, line, error, raw[:2000].decode("utf-8", "replace"))
 

@@ -229,14 +229,18 @@ def boolean(value: Any) -> bool:
     raise TypeError("expected true or false")
 
 
+def read_timestamp(value: Any) -> datetime:
+    """An ISO-8601 string (``Z`` for UTC allowed) or a datetime, as a datetime in its own zone, if any."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    raise TypeError("expected an ISO-8601 timestamp")
+
+
 def timestamp(value: Any) -> datetime:
     """An ISO-8601 string or a datetime as an aware UTC datetime (one without zone is taken as UTC)."""
-    if isinstance(value, datetime):
-        stamp = value
-    elif isinstance(value, str):
-        stamp = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
-    else:
-        raise TypeError("expected an ISO-8601 timestamp")
+    stamp = read_timestamp(value)
     return stamp.replace(tzinfo=timezone.utc) if stamp.tzinfo is None else stamp.astimezone(timezone.utc)
 
 
@@ -278,7 +282,7 @@ class _EnumValue:
         return (value if isinstance(value, self.kind) else self.kind(value)).value
 
 
-# The update parser's scalar rules (its own copy turns timestamps into µs; the rest can be these).
+# The update parser's scalar rules (it holds timestamps as µs, and checks ranges, around these).
 SCALAR_COERCIONS: Dict[Any, Coerce] = {
     str: text, int: integer, float: number, bool: boolean, datetime: timestamp, date: day,
     Decimal: decimal, bytes: binary,

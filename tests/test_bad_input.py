@@ -52,6 +52,30 @@ def test_a_corpus_of_malformed_records_is_dead_lettered_and_the_valid_stream_goe
     assert len(read_jsonl(sample)) == len(good)
 
 
+def test_a_lone_surrogate_is_a_read_dead_letter_and_the_run_goes_on(tmp_path, sample):
+    good = sample.read_bytes().splitlines()
+    lone = b'{"user.uuid": "u-lone", "user.full_name": "a\\ud800b"}'   # JSON's escape of half a character
+    pair = b'{"user.uuid": "u-pair", "user.full_name": "\\ud83d\\ude00"}'   # a whole one (an emoji)
+    source = tmp_path / "surrogates.jsonl"
+    source.write_bytes(b"\n".join(good[:50] + [lone, pair] + good[50:]) + b"\n")
+    db, letters = tmp_path / "out.db", tmp_path / "letters"
+    assert main(["run", "--definitions", BANK, "--input", str(source), "--database-url", f"sqlite:///{db}",
+                 "--dead-letters", str(letters)]) == 0
+    assert table_counts(db)["user_records"] == 40
+    (letter,) = [json.loads(line) for f in letters.iterdir() for line in f.read_text().splitlines()]
+    assert letter["stage"] == "read"
+    assert "lone surrogate" in letter["error"]
+    assert json.loads(letter["input"])["line"] == 51 and "u-lone" in letter["input"]
+
+
+def test_a_dead_letter_holding_a_lone_surrogate_is_written_escaped():
+    from transforms.dead_letters import to_json
+    text = to_json({"name": "a\ud800b", "\udfff": 1})
+    text.encode("utf-8")
+    assert json.loads(text) == {"name": "a\ud800b", "\udfff": 1}
+    assert to_json({"name": "é😀"}) == '{"name": "é😀"}'
+
+
 # Values no coder, pyarrow column or database downstream can hold (issue 22, items 1-3).
 EXTREMES = st.one_of(
     st.integers(min_value=2 ** 63), st.integers(max_value=-(2 ** 63) - 1),
@@ -187,10 +211,49 @@ def test_each_value_type_refuses_its_out_of_range_values(registry):
 
 
 def test_non_finite_floats_are_refused():
-    from transforms.assemble.parse import _number
+    from sinks.values import number
     for value in (math.nan, math.inf, -math.inf, "nan", "inf", "1e999"):
         try:
-            _number(value)
+            number(value)
         except ValueError:
             continue
         raise AssertionError(f"{value!r} was accepted")
+
+
+def test_list_and_struct_features_are_checked_against_their_declared_types(registry):
+    """Issue 21: a list[int] given ["a"], a dataclass given a wrong field, are dead letters at parse."""
+    from dataclasses import dataclass
+    from typing import List, Optional
+
+    from sinks import Primary, features
+    from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of
+
+    @dataclass
+    class Address:
+        street: str
+        number: int
+        note: Optional[str] = None
+
+    @features
+    class Home:
+        id: Primary[str]
+        rooms: List[int]
+        address: Address
+
+    parser = UpdateParser(schemas_of([Home]))
+    for update, reason in [
+        ({"home.id": "h1", "home.rooms": ["a"]}, "'home.rooms' = ['a']: item 0: invalid literal"),
+        ({"home.id": "h1", "home.address": {"street": "Main", "number": "x"}}, "field 'number'"),
+        ({"home.id": "h1", "home.address": {"street": "Main", "number": 1, "floor": 2}}, "no field(s) floor"),
+        ({"home.id": "h1", "home.address": {"number": 1}}, "needs field(s) street"),
+        ({"home.id": "h1", "home.rooms": [2 ** 64]}, "64-bit"),
+    ]:
+        try:
+            parser.parse(update)
+        except BadUpdate as error:
+            assert reason in str(error), (reason, str(error))
+            continue
+        raise AssertionError(f"{update} was accepted")
+    parsed = parser.parse({"home.id": "h1", "home.rooms": [1, "2"], "home.address": {"street": "Main", "number": 3}})
+    assert parsed.values["rooms"] == [1, 2]
+    assert parsed.values["address"] == {"street": "Main", "number": 3}

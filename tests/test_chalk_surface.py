@@ -143,3 +143,78 @@ def test_feature_options_pickle_with_their_no_default_marker():
     from sinks.options import NO_DEFAULT, FeatureOptions
     assert pickle.loads(pickle.dumps(FeatureOptions())).default is NO_DEFAULT
     assert pickle.loads(pickle.dumps(feature(default=None, min=1))).constraints == Constraints(min=1)
+
+
+# -- feature() at run time: defaults fill, limits refuse (strict) or count -----------------------
+
+def _assemble(sinks_, updates):
+    """``updates`` through Assemble on the FnApiRunner: (sink outputs by name, dead letters, counters)."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from transforms.assemble import Assemble
+    from transforms.dead_letters import DEAD_LETTERS
+
+    _SEEN.clear()
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    outputs = pipeline | beam.Create(updates, reshuffle=False) | Assemble(sinks_)
+    for name, collection in outputs.items():
+        _SEEN[name] = []
+        collection | f"Collect[{name}]" >> beam.Map(_seen, name)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counted = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+               if c.key.metric.namespace == "sinks.assemble"}
+    return {k: v for k, v in _SEEN.items() if k != DEAD_LETTERS}, _SEEN.get(DEAD_LETTERS, []), counted
+
+
+_SEEN: dict = {}
+
+
+def _seen(element, name):
+    _SEEN[name].append(element)
+
+
+def test_a_default_fills_a_feature_its_entity_never_received(registry):
+    @features
+    class Paper:
+        id: str
+        title: str
+        kind: str = "paperback"
+        pages: Optional[int] = feature(default=100)
+
+    @sink
+    def shelf(pid: Paper.id, title: Paper.title, kind: Paper.kind, pages: Optional[Paper.pages]) -> None:
+        pass
+
+    found, letters, _ = _assemble([shelf], [
+        {"paper.id": "p1", "paper.title": "Dune"},                              # neither sent: defaults
+        {"paper.id": "p2", "paper.title": "Emma", "paper.kind": "hardback", "paper.pages": None},   # null stays
+    ])
+    assert not letters
+    assert sorted((update for _, update in found["shelf"]), key=lambda u: u["pid"]) == [
+        {"pid": "p1", "title": "Dune", "kind": "paperback", "pages": 100},
+        {"pid": "p2", "title": "Emma", "kind": "hardback", "pages": None},
+    ]
+
+
+def test_a_strict_limit_refuses_an_update_and_a_loose_one_counts_it(registry):
+    @features
+    class Parcel:
+        id: str
+        weight: float = feature(min=0, max=30, strict=True)
+        label: str = feature(max_length=5)
+
+    @sink
+    def post(pid: Parcel.id, weight: Parcel.weight, label: Parcel.label) -> None:
+        pass
+
+    found, letters, counted = _assemble([post], [
+        {"parcel.id": "a", "parcel.weight": 2.5, "parcel.label": "ok"},
+        {"parcel.id": "b", "parcel.weight": 31, "parcel.label": "ok"},          # strict: refused
+        {"parcel.id": "c", "parcel.weight": 1, "parcel.label": "far too long"},    # loose: counted, kept
+    ])
+    assert sorted(update["pid"] for _, update in found["post"]) == ["a", "c"]
+    (letter,) = letters
+    assert "'parcel.weight' = 31.0: 31.0 is above max=30 (strict)" in letter["error"]
+    assert counted["constraint_violations"] == 1

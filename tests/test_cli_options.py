@@ -9,7 +9,7 @@ import math
 import sqlite3
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -145,6 +145,10 @@ def test_write_shards_splits_an_upsert_tables_writes(tmp_path, sample, capsys):
     (["--write-shards", "0"], "--write-shards 0: must be at least 1"),
     (["--write-deadline", "-1"], "--write-deadline -1: must be at least 0"),
     (["--allowed-lateness", "soon"], "--allowed-lateness: 'soon' is not a duration"),
+    (["--max-clock-skew", "a while"], "--max-clock-skew: 'a while' is not a duration"),
+    (["--max-clock-skew", "-5"], "--max-clock-skew: '-5' is not a duration"),
+    (["--as-of", "yesterday"], "--as-of: 'yesterday' is not a time: use ISO 8601"),
+    (["--as-of", "now", "--follow"], "--as-of: only for a bounded input"),
     (["--database-url", "postgresql+psycopg2://root@127.0.0.1:abc/test"],
      "--database-url: the port must be a number from 1 to 65535"),
     (["--database-url", "postgresql+psycopg2://root@127.0.0.1:99999/test"],
@@ -211,6 +215,38 @@ def test_write_deadline_reaches_the_sql_writers(sample, monkeypatch, arguments, 
     assert settings.allowed_lateness == timedelta(minutes=10)
 
 
+@pytest.mark.parametrize("arguments, as_of, skew", [
+    ([], None, timedelta(days=1)),
+    (["--as-of", "2024-03-01T12:00:00", "--max-clock-skew", "2h"],
+     datetime(2024, 3, 1, 12, tzinfo=timezone.utc), timedelta(hours=2)),
+    (["--as-of", "2024-03-01T12:00:00+02:00", "--max-clock-skew", "infinity"],
+     datetime(2024, 3, 1, 10, tzinfo=timezone.utc), None),
+])
+def test_the_window_clock_options_reach_the_job(sample, monkeypatch, arguments, as_of, skew):
+    seen = []
+
+    def capture(updates, registry, settings, **kwargs):
+        seen.append(settings)
+        raise KeyError("stop here")
+    monkeypatch.setattr("pipelines.run.build_job", capture)
+    assert main(RUN + ["--input", str(sample)] + arguments) == 1
+    (settings,) = seen
+    assert settings.as_of == as_of
+    assert settings.max_clock_skew == skew
+
+
+def test_as_of_now_is_the_wall_clock_when_the_command_starts(sample, monkeypatch):
+    seen = []
+
+    def capture(updates, registry, settings, **kwargs):
+        seen.append(settings)
+        raise KeyError("stop here")
+    monkeypatch.setattr("pipelines.run.build_job", capture)
+    before = datetime.now(timezone.utc)
+    assert main(RUN + ["--input", str(sample), "--as-of", "now"]) == 1
+    assert before <= seen[0].as_of <= datetime.now(timezone.utc)
+
+
 def test_a_live_run_retries_writes_for_ever_by_default(tmp_path, monkeypatch):
     seen = []
 
@@ -247,6 +283,24 @@ def test_explain_spells_durations_and_unset_sources_like_a_definition(capsys, mo
     assert "keeps user.transfers rows for 60d behind" in out
     assert "at PostgreSQLSource (from the environment: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD not set)" in out
     assert "postgresql+psycopg2://'" not in out and "0:00:00" not in out
+
+
+def test_explain_shows_each_sinks_windows_and_plans_the_sinks_of_a_class_together(tmp_path, capsys):
+    definitions = tmp_path / "two_readers.py"
+    definitions.write_text(
+        "from sinks import DataFrame, FeatureTime, Primary, after, features, sink\n"
+        "@features\nclass User:\n    uuid: Primary[str]\n    ts: FeatureTime\n"
+        "    transfers: 'DataFrame[Transfer]'\n"
+        "@features\nclass Transfer:\n    id: str\n    user_id: User.uuid\n    amount: float\n"
+        "    created_at: FeatureTime\n"
+        "@sink\ndef recent(uid: User.uuid, txns: User.transfers[after(days_ago=60)]) -> None:\n    pass\n"
+        "@sink\ndef everything(uid: User.uuid, txns: User.transfers) -> None:\n    pass\n")
+    assert main(["explain", "--definitions", str(definitions)]) == 0
+    recent = capsys.readouterr().out.split("\n\n")[0]
+    assert "windows: txns after(60d) on Transfer.created_at, re-evaluated by the stream's event-time clock" in recent
+    # Another sink of User reads every transfer: none is pruned, whatever this sink's window says.
+    assert "keeps every user.transfers row" in recent
+    assert "keeps user.transfers rows for 60d" not in recent
 
 
 @pytest.mark.parametrize("value, shown", [

@@ -31,7 +31,14 @@ _NO_KEY = object()
 
 def to_json(value: Any) -> str:
     """JSON for dead-letter records: dates as ISO-8601, tables (``to_pylist()``) as rows, bytes as base64."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (half a UTF-16 pair, from a JSON "\\ud800") cannot be written as UTF-8:
+        # kept as JSON's own escape, it reads back as the same string.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _json_default(value: Any) -> Any:

@@ -64,6 +64,8 @@ class _ParseFn(beam.DoFn):
         self.max_clock_skew = max_clock_skew
         self.parsed = Metrics.counter("sinks.assemble", "updates")
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
+        # Updates breaking a non-strict feature's limits (``feature(max=...)``): accepted, counted.
+        self.violations = Metrics.counter("sinks.assemble", "constraint_violations")
 
     def teardown(self) -> None:
         clock.withdraw(self.clock_id)
@@ -90,7 +92,11 @@ class _ParseFn(beam.DoFn):
                             raise self._unplaced(namespace, edge)
         except BadUpdate as error:
             self.rejected.inc()
+            self.parser.violations = 0
             return [TaggedOutput(DEAD_LETTERS, dead_letter("parse", None, error, update))]
+        if self.parser.violations:
+            self.violations.inc(self.parser.violations)
+            self.parser.violations = 0
         self._parsed += 1
         if time is None:
             stamp = NEVER

@@ -13,13 +13,14 @@ receives them (``EntityStateFn``, ``RelatedRows.frame``).
 """
 from __future__ import annotations
 
-import math
 from collections import abc
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from sinks.features import info
+from sinks.options import Constraints
+from sinks.values import binary, boolean, coercer, day, decimal, integer, number, read_timestamp, text
 from transforms.assemble.plan import ClassSchema, schema_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -58,55 +59,8 @@ def moment(time: int) -> datetime:
     return _EARLIEST + timedelta(microseconds=max(time, _EARLIEST_MICROS) - _EARLIEST_MICROS)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        check_plain(value)
-        return value
-    raise TypeError("expected a string")
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError("expected an integer, not a bool")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str):
-        number = int(value.strip())
-    else:
-        raise TypeError("expected an integer")
-    if not INT_MIN <= number <= INT_MAX:
-        raise OverflowError("out of range: integers are 64-bit")
-    return number
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool):
-        raise TypeError("expected a number, not a bool")
-    if isinstance(value, (int, float, Decimal)) or isinstance(value, str):
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError("not a finite number")
-        return number
-    raise TypeError("expected a number")
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return value == "true"
-    raise TypeError("expected true or false")
-
-
 def _micros(value: Any) -> int:
-    if isinstance(value, datetime):
-        stamp = value
-    elif isinstance(value, str):
-        stamp = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
-    else:
-        raise TypeError("expected an ISO-8601 timestamp")
+    stamp = read_timestamp(value)
     # A timestamp without zone is taken as UTC, like Beam's own timestamps. One that is valid in
     # its own zone may still lie outside datetime's range in UTC (9999-12-31T23:59:59-01:00):
     # converting raises OverflowError here rather than where a sink receives it.
@@ -117,25 +71,8 @@ def _micros(value: Any) -> int:
     return to_micros(stamp)
 
 
-def _day(value: Any) -> date:
-    if isinstance(value, datetime):
-        raise TypeError("expected a date, not a timestamp")
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        return date.fromisoformat(value)
-    raise TypeError("expected an ISO-8601 date")
-
-
 def _decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise TypeError("expected a decimal number")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError("not a decimal number") from None
-    if not number.is_finite():
-        raise ValueError("not a finite number")
+    number = decimal(value)
     _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)   # finite
     if max(len(digits) + max(exponent, 0), -exponent) > MAX_DECIMAL_DIGITS:
@@ -154,7 +91,7 @@ def check_plain(value: Any, depth: int = 0) -> None:
     elif kind is int:
         if not INT_MIN <= value <= INT_MAX:
             raise OverflowError("out of range: integers are 64-bit")
-    elif kind in (list, tuple, dict) or isinstance(value, (abc.Mapping, list, tuple)):
+    elif kind in (list, tuple, dict) or isinstance(value, (abc.Mapping, list, tuple, set, frozenset)):
         if depth >= MAX_DEPTH:
             raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, abc.Mapping):
@@ -173,17 +110,31 @@ def _encodes(text: str) -> bool:
     return True
 
 
-def _checked(value: Any) -> Any:
-    """A value of a type the parser does not coerce (time, timedelta, list, struct, enum…), as it
-    came, once nothing in it is out of range."""
-    check_plain(value)
+class _InRange:
+    """A coercion of :mod:`sinks.values` whose result is then checked to be in range (see
+    :func:`check_plain`): a plain object, so the parser pickles."""
+
+    def __init__(self, coerce: Callable[[Any], Any]) -> None:
+        self.coerce = coerce
+
+    def __call__(self, value: Any) -> Any:
+        result = self.coerce(value)
+        check_plain(result)
+        return result
+
+
+def _identity(value: Any) -> Any:
     return value
 
 
-def _bytes(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    raise TypeError("expected bytes")
+def coercion(kind: Any) -> Callable[[Any], Any]:
+    """How the parser checks and converts a value of a feature of type ``kind``: the scalar rules
+    of :mod:`sinks.values` (timestamps as µs), structs, lists and sets checked against their
+    declared types (:func:`sinks.values.coercer`), any other type as it came; each in range."""
+    scalar = _COERCIONS.get(kind)
+    if scalar is not None:
+        return scalar
+    return _InRange(coercer(kind) or _identity)
 
 
 # Types whose values pass as they are when they already have exactly that type (and, for str
@@ -191,8 +142,8 @@ def _bytes(value: Any) -> bytes:
 _EXACT = (str, int, bool)
 
 _COERCIONS: Dict[Any, Callable[[Any], Any]] = {
-    str: _text, int: _integer, float: _number, bool: _boolean,
-    datetime: _micros, date: _day, Decimal: _decimal, bytes: _bytes,
+    str: _InRange(text), int: _InRange(integer), float: number, bool: boolean,
+    datetime: _micros, date: day, Decimal: _decimal, bytes: binary,
 }
 
 
@@ -205,8 +156,16 @@ class UpdateParser:
         # whose type is exactly the declared one (str, int, bool) passes without coercion.
         self._fields: Dict[str, Tuple[str, str, Any, Callable[[Any], Any], bool]] = {
             f"{namespace}.{attr}": (namespace, attr, kind if kind in _EXACT else None,
-                                    _COERCIONS.get(kind, _checked), optional)
+                                    coercion(kind), optional)
             for namespace, schema in self.schemas.items() for attr, kind, optional in schema.types}
+        # Per namespace, the features with limits: (attr, Constraints, whether a timestamp).
+        timestamps = {(namespace, attr) for namespace, schema in self.schemas.items()
+                      for attr, kind, _ in schema.types if kind is datetime}
+        self._limits: Dict[str, Tuple[Tuple[str, Constraints, bool], ...]] = {
+            namespace: tuple((attr, limits, (namespace, attr) in timestamps) for attr, limits in schema.constraints)
+            for namespace, schema in self.schemas.items() if schema.constraints}
+        # Feature values accepted though they break their (not strict) limits, since the caller last read it.
+        self.violations = 0
 
     def parse(self, update: Any, latest: Optional[int] = None) -> ParsedUpdate:
         """The checked update. ``latest`` (µs): the last FeatureTime accepted, the wall clock plus
@@ -233,11 +192,29 @@ class UpdateParser:
         key = values.get(schema.primary)
         if key is None:
             raise BadUpdate(f"missing primary key '{namespace}.{schema.primary}'")
+        if namespace in self._limits:
+            self._check_limits(namespace, values)
         time = values.get(schema.time) if schema.time else None
         if time is not None and latest is not None and time > latest:
             raise BadUpdate(f"'{namespace}.{schema.time}' = {moment(time).isoformat()} is more than the allowed "
                             f"clock skew after the wall clock (accepted up to {moment(latest).isoformat()})")
         return ParsedUpdate(namespace, key, time, values)
+
+    def _check_limits(self, namespace: str, values: Dict[str, Any]) -> None:
+        """Refuses an update breaking a strict feature's limits (``feature(min=, strict=True)``);
+        counts, in :attr:`violations`, the limits broken by the rest."""
+        for attr, limits, is_moment in self._limits[namespace]:
+            value = values.get(attr)
+            if value is None:
+                continue
+            broken = limits.violations(moment(value) if is_moment else value)
+            if not broken:
+                continue
+            if limits.strict:
+                shown = ascii(value)
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                raise BadUpdate(f"'{namespace}.{attr}' = {shown}: {'; '.join(broken)} (strict)")
+            self.violations += 1
 
     def _misnamed(self, update: Mapping, name: Any) -> BadUpdate:
         """Why ``name`` cannot be read: a bad name, a second namespace, an unknown namespace or feature."""

@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from sinks.features import Feature, Ref, info
 from sinks.filters import And, Filter, Not, Or, TimeWindow
+from sinks.options import Constraints
 from sinks.sink import SinkSpec
 
 
@@ -35,6 +36,8 @@ class ClassSchema:
     time: Optional[str]
     types: Tuple[Tuple[str, Any, bool], ...]    # (attr, python type, optional)
     relations: Tuple[str, ...]
+    # The features declaring limits (``feature(min=, max_length=, strict=)``): (attr, Constraints).
+    constraints: Tuple[Tuple[str, Constraints], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ class SinkInputPlan:
     # Every time window of a has-many input's filters, wherever it sits (``&``, ``|``, ``~``):
     # as the clock moves, its rows enter and leave them.
     windows: Tuple[WindowPlan, ...] = ()
+    # ``(value,)`` when the feature declares a default (``feature(default=)``): what it reads as
+    # while its entity never received it; ``()`` without one.
+    default: Tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,7 @@ def schema_of(cls: type) -> ClassSchema:
         time=time.name if time is not None else None,
         types=tuple((f.name, f.type, f.optional) for f in class_info.scalars),
         relations=tuple(name for name, f in class_info.features.items() if f.kind != "scalar"),
+        constraints=tuple((f.name, f.constraints) for f in class_info.scalars if f.constraints),
     )
 
 
@@ -170,7 +177,9 @@ def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelt
             name = item.parameter if not spec.is_batch else ref.fqn
             moment = not item.is_has_many and ref.leaf.type is datetime
             every = _windows(ref) if item.is_has_many else ()
-            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional, window, moment, every))
+            default = (ref.leaf.default,) if not item.is_has_many and ref.leaf.has_default else ()
+            inputs.append(SinkInputPlan(name, path, item.is_has_many, item.optional, window, moment, every,
+                                        default))
             if len(path) > 1 or item.is_has_many or path[0] != root.schema.primary:
                 triggers.add(path[0])
         plans.append(SinkPlan(spec.name, tuple(inputs), frozenset(triggers)))
@@ -204,7 +213,7 @@ def _windows(ref: Ref) -> Tuple[WindowPlan, ...]:
     related = ref.leaf.related
     found: List[WindowPlan] = []
     for item in ref.filters:
-        for window in _all_windows(item):
+        for window in all_windows(item):
             feature = window.index.leaf if window.index is not None else info(related).feature_time
             assert feature is not None   # checked when the sink was defined (TimeWindow.time_ref)
             attr = feature.name
@@ -212,14 +221,15 @@ def _windows(ref: Ref) -> Tuple[WindowPlan, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _all_windows(item: Filter) -> Iterable[TimeWindow]:
+def all_windows(item: Filter) -> Iterable[TimeWindow]:
+    """Every time window in a filter, wherever it sits (``&``, ``|``, ``~``)."""
     if isinstance(item, TimeWindow):
         yield item
     elif isinstance(item, (And, Or)):
-        yield from _all_windows(item.left)
-        yield from _all_windows(item.right)
+        yield from all_windows(item.left)
+        yield from all_windows(item.right)
     elif isinstance(item, Not):
-        yield from _all_windows(item.inner)
+        yield from all_windows(item.inner)
 
 
 def _required_windows(item: Filter) -> Iterable[TimeWindow]:

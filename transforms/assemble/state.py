@@ -15,6 +15,7 @@ evaluated as of that instant, unless it lies past the data (or ``as_of``).
 """
 from __future__ import annotations
 
+import copy
 import pickle
 from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -146,9 +147,10 @@ class EntityStateFn(beam.DoFn):
                 paths.setdefault((head, rest), {}).update(dict.fromkeys(windows))
         self.watched_paths = tuple((path, tuple(windows)) for path, windows in paths.items())
         # Per sink, each input as a plain tuple, read at every firing: (parameter, first step of its
-        # path, the steps after it, whether the first is a relation, has-many, timestamp, Optional).
+        # path, the steps after it, whether the first is a relation, has-many, timestamp, Optional,
+        # the feature's default as ``(value,)`` or ``()``).
         self.inputs = tuple(tuple((item.name, item.path[0], item.path[1:], item.path[0] in self.children,
-                                   item.many, item.moment, item.optional) for item in sink.inputs)
+                                   item.many, item.moment, item.optional, item.default) for item in sink.inputs)
                             for sink in sinks)
         # The sinks each message shape fires, filled as shapes are met (see ``_selection``).
         self._selections: Dict[Optional[Tuple[str, ...]], Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
@@ -300,7 +302,7 @@ class EntityStateFn(beam.DoFn):
                 resolved: Dict[str, Any], now: int) -> Optional[Dict[str, Any]]:
         """A sink's inputs as of ``now``; None while a required one is unknown."""
         update = {}
-        for name, head, rest, related, many, is_moment, optional in inputs:
+        for name, head, rest, related, many, is_moment, optional, default in inputs:
             if related:
                 if head not in resolved:
                     resolved[head] = self.resolve(state, key, head)
@@ -311,12 +313,25 @@ class EntityStateFn(beam.DoFn):
                 value = value.get(attr) if value is not None else None
             if is_moment and value is not None:
                 value = moment(value)
+            if value is None and default and self._never_received(state, head, rest, related, resolved):
+                value = copy.copy(default[0])   # a sink changing a default list must not change it for the next
             if many:
                 value = RelatedRows(value or [], now)
             elif value is None and not optional:
                 return None
             update[name] = value
         return update
+
+    @staticmethod
+    def _never_received(state: EntityState, head: str, rest: Tuple[str, ...], related: bool,
+                        resolved: Dict[str, Any]) -> bool:
+        """Whether the entity holding an input's feature exists but never received that feature
+        (a null it received stays null); a related entity that does not exist has no features."""
+        holder: Any = resolved[head] if related else state.values
+        leaf = rest[-1] if rest else head
+        for attr in rest[:-1]:
+            holder = holder.get(attr) if holder is not None else None
+        return isinstance(holder, dict) and leaf not in holder
 
     def _value(self, state: EntityState, key: Any, head: str, rest: Tuple[str, ...], related: bool,
                resolved: Dict[str, Any]) -> Any:
