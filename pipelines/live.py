@@ -49,6 +49,15 @@ MAX_LINE_BYTES = 3 << 20
 # replay only the events built into the pipeline, so they would read nothing (measured: Prism
 # read 0 of 856 records and reported success).
 LIVE_RUNNERS = ("DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
+
+
+def unsupported_runner(runner: Any) -> Optional[str]:
+    """Why ``runner`` (a name or a runner) cannot run :class:`ReadDirectory`; None when it can."""
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    if name.rsplit(".", 1)[-1] in LIVE_RUNNERS:
+        return None
+    return (f"--follow runs on the DirectRunner only (--runner BundleBasedDirectRunner), "
+            f"not {name}: that runner would not read the directory")
 Event = beam_runner_api_pb2.TestStreamPayload.Event
 
 
@@ -208,11 +217,9 @@ class ReadDirectory(beam.PTransform):
         self._previous_handlers: Dict[int, Any] = {}
 
     def expand(self, begin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
-        runner = begin.pipeline.options.view_as(StandardOptions).runner
-        name = runner if isinstance(runner, str) else type(runner).__name__
-        if name.rsplit(".", 1)[-1] not in LIVE_RUNNERS:
-            raise ValueError(f"--follow runs on the DirectRunner only (--runner BundleBasedDirectRunner), "
-                             f"not {name}: that runner would not read the directory")
+        refused = unsupported_runner(begin.pipeline.options.view_as(StandardOptions).runner)
+        if refused:
+            raise ValueError(refused)
         self.service.start()
         self._drain_on_signals()
         lines = begin | TestStream(coder=coders.FastPrimitivesCoder(), endpoint=self.service.endpoint)

@@ -14,9 +14,9 @@ import sqlalchemy
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from pipelines import progress
-from pipelines.build import JobSettings, build_job, source_from_url
+from pipelines.build import JobSettings, build_job, selected_sinks, source_from_url
 from pipelines.errors import CommandError, table_write_error
-from pipelines.live import LIVE_RUNNERS, ReadDirectory
+from pipelines.live import ReadDirectory, unsupported_runner
 from pipelines.live_clock import LiveClock
 from pipelines.options import SinkOptions, check_url, clock_settings, write_retry
 from pipelines.replay import DeadLetters, mark_replayed, read_dead_letters, replay_branches
@@ -75,7 +75,7 @@ def chosen_sinks(registry: Registry, names: Iterable[str], environment: Optional
     unknown = [name for name in names if name not in registry.sinks]
     if unknown:
         raise CommandError(f"--sink: no sink named '{unknown[0]}' (sinks: {', '.join(sorted(registry.sinks))})")
-    named = [registry.sinks[name] for name in names] or list(registry.sinks.values())
+    named = selected_sinks(registry, list(names))
     try:
         return select_sinks(named, environment, tags)
     except KeyError as error:
@@ -92,10 +92,9 @@ def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOp
     if args.follow:
         # Real-time timers on a local runner need the BundleBasedDirectRunner (with its clock).
         options = pipeline_options(beam_args, args.runner or LOCAL_STREAMING_RUNNER, streaming=False)
-        runner = options.view_as(StandardOptions).runner
-        if runner.rsplit(".", 1)[-1] not in LIVE_RUNNERS:
-            raise CommandError(f"--follow runs on the DirectRunner only (--runner {LOCAL_STREAMING_RUNNER}), "
-                               f"not {runner}: that runner would not read the directory")
+        refused = unsupported_runner(options.view_as(StandardOptions).runner)
+        if refused:
+            raise CommandError(refused)
         if not os.path.isdir(args.input):
             raise CommandError(f"--input {args.input}: with --follow, a directory to watch")
         return options, f"files arriving in {args.input}", ReadDirectory(
