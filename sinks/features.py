@@ -539,7 +539,10 @@ def _flatten_and(expression: Any, out: List[Comparison], relation_feature: Featu
 
 def _implicit_join(relation_feature: Feature) -> Join:
     owner, related = relation_feature.owner, relation_feature.related
-    candidates = [
+    # A class related to itself (``Employee.manager_id: Employee.id``) finds each foreign key
+    # both ways: a has-one follows the owner's own key (the manager), a has-many the
+    # children's (the reports).
+    candidates = [] if owner is related and relation_feature.kind == "has_one" else [
         (fk.foreign_key, fk) for fk in info(related).scalars
         if fk.foreign_key is not None and fk.foreign_key.owner is owner]
     # The owner's own column naming the related class's: a has-one's foreign key, or (for a

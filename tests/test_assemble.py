@@ -111,8 +111,7 @@ def test_has_one_held_by_the_child_arrives_first_and_changes_later(bank):
         {"uid": "u1", "title": "Silver", "name": "Ann"},
         {"uid": "u1", "title": "Gold", "name": "Ann"},
         {"uid": "u2", "title": "Gold", "name": "Bo"},
-        # The old parent is not told a leaf row moved (README, "Limits"): u1 keeps its last version.
-        {"uid": "u1", "title": "Gold", "name": "Ann Lee"},
+        # The account left u1, whose title is now unknown: no call for "Ann Lee".
     ]
     assert [u for _, u in found["batch"]] == [
         {"user.uuid": "u1", "user.account.title": "Silver"},
@@ -256,6 +255,7 @@ def test_has_many_window_and_filter_as_transfers_arrive_change_and_age_out(bank)
         ("u1", ["t1", "t2"], day(10)),
         ("u1", ["t2", "t3"], day(61)),
         ("u1", ["t2", "t3"], day(61)),
+        ("u1", ["t2"], day(61)),                           # t3 left u1
         ("u2", ["t3"], day(61)),
     ]
 

@@ -25,7 +25,7 @@ import itertools
 import time as wall
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -39,9 +39,21 @@ from transforms.assemble import clock
 from transforms.assemble.messages import NEVER, Member, Own, Rel
 from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of, to_micros
 from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
+from transforms.assemble.route import OWN, ROWS, RouteRowsFn, bucket_of
 from transforms.assemble.state import GLOBAL_WINDOW, LookupFn, entity_state_fn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group, GroupWithinBundle
+
+
+class _Route(NamedTuple):
+    """Where the parser sends the updates of a class: to stage input ``tag``, as the entity's
+    own (``edge`` None) or as related rows through ``edge``; ``routed`` when that stage reads
+    them through ``RouteRowsFn``, which takes them keyed ``(OWN, key)`` or ``(ROWS, bucket)``."""
+
+    tag: str
+    edge: Optional[Edge]
+    routed: bool
+    key_type: Any = None     # of the parent's key, for a routed row's bucket
 
 
 class _ParseFn(beam.DoFn):
@@ -56,7 +68,7 @@ class _ParseFn(beam.DoFn):
     the runner can fuse them: a ``Flatten`` in between makes the FnApiRunner hold its whole
     input in memory."""
 
-    def __init__(self, parser: UpdateParser, routes: Dict[str, List[Tuple[str, Optional[Edge]]]],
+    def __init__(self, parser: UpdateParser, routes: Dict[str, List[_Route]],
                  clock_id: str, max_clock_skew: Optional[timedelta]) -> None:
         self.parser = parser
         self.routes = routes
@@ -85,7 +97,7 @@ class _ParseFn(beam.DoFn):
         try:
             namespace, key, time, values = self.parser.parse(update, self._latest)
             routes = self.routes.get(namespace, ())
-            for _, edge in routes:
+            for _, edge, _, _ in routes:
                 if edge is not None:
                     for attr in edge.child_attrs:
                         if attr not in values:
@@ -107,9 +119,12 @@ class _ParseFn(beam.DoFn):
                 clock.advance(self.clock_id, time)
         outputs: List[TaggedOutput] = []
         header: tuple
-        for tag, edge in routes:
+        for tag, edge, routed, key_type in routes:
             if edge is None:
-                to, header = key, (Own, time)
+                to, header = ((OWN, key) if routed else key), (Own, time)
+            elif routed:        # a null join key too: it may move the row away from a parent
+                to = (ROWS, bucket_of(edge.relation, key, key_type))
+                header = (Rel, edge.relation, join_value(values, edge.child_attrs), key, time)
             else:
                 value = join_value(values, edge.child_attrs)
                 if value is None:
@@ -205,17 +220,20 @@ class Assemble(beam.PTransform):
         if not isinstance(updates.windowing.windowfn, GlobalWindows):
             raise ValueError(f"Assemble keeps each entity's state across all time, so its input must be "
                              f"globally windowed, not {updates.windowing.windowfn!r}; window what the sinks receive")
-        routes: Dict[str, List[Tuple[str, Optional[Edge]]]] = {}
+        routes: Dict[str, List[_Route]] = {}
         for plan in self.plans:
             for node in plan.root.post_order():
-                if node.edge is None or node.children:      # a node with a stage of its own
-                    routes.setdefault(node.schema.namespace, []).append((_input_tag(node), None))
+                routed = bool(_routed_children(node))
+                if node.has_stage:
+                    routes.setdefault(node.schema.namespace, []).append(_Route(_input_tag(node), None, routed))
                 for child in node.children.values():
-                    if not child.children:                   # a leaf: routed by its join key
+                    if not child.has_stage:                  # routed by its join key
                         assert child.edge is not None
-                        tag = _input_tag(node) if child.edge.child_keyed else _input_tag(child)
-                        routes.setdefault(child.schema.namespace, []).append((tag, child.edge))
-        tags = sorted({tag for found in routes.values() for tag, _ in found})
+                        key_type = _key_type(node.schema, (node.schema.primary,))
+                        route = (_Route(_input_tag(node), child.edge, True, key_type) if child.edge.child_keyed
+                                 else _Route(_input_tag(child), child.edge, False))
+                        routes.setdefault(child.schema.namespace, []).append(route)
+        tags = sorted({route.tag for found in routes.values() for route in found})
         parse = _ParseFn(UpdateParser(self.schemas), routes, self.clock_id, self.max_clock_skew)
         parsed = updates | "Parse" >> beam.ParDo(parse).with_outputs(DEAD_LETTERS, *tags)
         outputs: Dict[str, beam.PCollection] = {}
@@ -228,9 +246,15 @@ class Assemble(beam.PTransform):
     def _state(self, node: Node, parsed: Any, sinks: Tuple = ()) -> Any:
         """The stateful stage of ``node``, fed its own updates and its children's rows."""
         key_type = _key_type(node.schema, (node.schema.primary,))
-        own = _grouped_input(parsed, node, key_type)
+        routed = _routed_children(node)
+        if routed:
+            own = (_grouped_input(parsed, node, Tuple[int, key_type])
+                   | f"Route[{node.label}]" >> beam.ParDo(RouteRowsFn(routed)).with_output_types(
+                       Tuple[key_type, List[Any]]))
+        else:
+            own = _grouped_input(parsed, node, key_type)
         related = [self._related(child, own, parsed) for child in node.children.values()
-                   if child.children or not (child.edge and child.edge.child_keyed)]
+                   if child.has_stage or not (child.edge and child.edge.child_keyed)]
         step = entity_state_fn(node, sinks, self.clock_id, self.as_of, parsed[DEAD_LETTERS].is_bounded)
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
@@ -244,7 +268,7 @@ class Assemble(beam.PTransform):
         edge = child.edge
         assert edge is not None   # a child node
         join_type = _key_type(child.schema, edge.child_attrs)
-        if child.children:
+        if child.has_stage:
             rows = self._state(child, parsed)
             if edge.child_keyed:
                 return rows
@@ -274,6 +298,12 @@ def _grouped_input(parsed: Any, node: Node, key_type: Any) -> beam.PCollection:
     groups = parsed[_input_tag(node)]
     groups.element_type = convert_to_beam_type(Tuple[key_type, List[Any]])
     return groups
+
+
+def _routed_children(node: Node) -> List[Node]:
+    """The leaves joined through a key their rows hold: ``RouteRowsFn`` sends their rows on."""
+    return [child for child in node.children.values()
+            if not child.has_stage and child.edge is not None and child.edge.child_keyed]
 
 
 def _input_tag(node: Node) -> str:

@@ -64,6 +64,16 @@ class Node:
 
     # Where the node sits, from the root: ``user``, ``user.account``, ``user.account.bank``.
     label: str = ""
+    # Whether the node's class is also a class above it (``Employee.reports``): its updates are
+    # the entity's own too, and need not repeat the join key, so its rows cannot be routed by it.
+    recursive: bool = False
+
+    @property
+    def has_stage(self) -> bool:
+        """Whether the node keeps its rows in a stage of its own, which sends each row to the
+        parent its latest join key names; otherwise (a leaf) the parser routes every update of
+        a row by the join key it carries."""
+        return self.edge is None or bool(self.children) or self.recursive
 
     def post_order(self) -> Iterable["Node"]:
         for child in self.children.values():
@@ -168,8 +178,10 @@ def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelt
         for item in spec.inputs:
             ref = item.ref
             node = root
+            ancestors: Tuple[str, ...] = (root.schema.namespace,)
             for step in ref.steps[:-1] + ((ref.leaf,) if item.is_has_many else ()):
-                node = node.children.get(step.name) or _add_child(node, step)
+                node = node.children.get(step.name) or _add_child(node, step, ancestors)
+                ancestors += (node.schema.namespace,)
             path = tuple(step.name for step in ref.steps)
             window = _bounding_window(ref) if item.is_has_many else None
             if item.is_has_many:
@@ -193,9 +205,10 @@ def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelt
     return RootPlan(root, tuple(plans))
 
 
-def _add_child(parent: Node, relation: Feature) -> Node:
-    child = Node(schema_of(relation.related), parent.path + (relation.name,), edge_of(relation),
-                 label=f"{parent.label}.{relation.name}")
+def _add_child(parent: Node, relation: Feature, ancestors: Tuple[str, ...]) -> Node:
+    schema = schema_of(relation.related)
+    child = Node(schema, parent.path + (relation.name,), edge_of(relation),
+                 label=f"{parent.label}.{relation.name}", recursive=schema.namespace in ancestors)
     parent.children[relation.name] = child
     return child
 

@@ -393,7 +393,7 @@ class EntityStateFn(beam.DoFn):
             bound = now - child.horizon
             attr = child.time_attr
             for rows in state.related[name].values():
-                old = [k for k, held in rows.items() if _row_time(held, attr) < bound]
+                old = [k for k, held in rows.items() if row_time(held, attr) < bound]
                 if old:
                     for k in old:
                         del rows[k]
@@ -502,7 +502,7 @@ def _time(held: HeldRow) -> int:
     return held[TIME]
 
 
-def _row_time(held: HeldRow, attr: Optional[str]) -> int:
+def row_time(held: HeldRow, attr: Optional[str]) -> int:
     """A held row's time for pruning: its FeatureTime, else its newest update's."""
     found = held[ROW].get(attr) if attr else None
     return found if found is not None else held[TIME]

@@ -1,0 +1,145 @@
+"""``RouteRowsFn``: sends each related row to the parent its latest join key names, and tells
+the parent it left.
+
+A class without relations of its own (transfers, accounts) joined through a key its rows
+hold (``Transfer.user_id``) has no stage of its own; its rows would go straight to the parent
+their update names, and a row that moves to another parent would stay with the old one too.
+This step sits in front of the parent's stage and keeps, per row, the row merged from every
+update so far and the parent it was last sent to. When an update (or an older one arriving
+late) changes the row's join key, the old parent receives the row's removal and the new one
+the whole row; otherwise the parent receives the merged row.
+
+Its input is one output of the parser, so the runner fuses parser, this step and the parent's
+stage (a ``Flatten`` of two inputs there makes the FnApiRunner hold its whole input): the
+parent's own updates pass through untouched, keyed ``(OWN, key)``; updates of rows come keyed
+``(ROWS, bucket)``. Rows are kept per bucket of row keys, not per row key: visiting a bucket
+prunes its rows that have left every window (per row key, a row no update reaches again would
+be held for good, and a batch runner never fires the timers that could drop it).
+"""
+from __future__ import annotations
+
+import pickle
+import zlib
+from typing import Any, Dict, Iterable, List, Tuple
+
+import apache_beam as beam
+from apache_beam import coders
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.utils import windowed_value
+
+from transforms.assemble.messages import NEVER, ROW, TIME, HeldRow, Rel
+from transforms.assemble.plan import Node
+from transforms.assemble.state import GLOBAL_WINDOW, join_value, merge_row, micros, row_time
+from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group
+
+# The first part of a routing step's key: what the message group under it is.
+OWN = 0     # ``(OWN, key)``: the parent's own updates, passed on
+ROWS = 1    # ``(ROWS, bucket)``: updates of related rows whose keys fall in that bucket
+# Buckets of row keys: enough that a bucket holds few rows (~50 for the bank example's 200,000
+# transfers inside its 60-day window), few enough that each is visited, and pruned, often.
+BUCKETS = 4096
+
+
+def bucket_of(relation: str, child_key: Any, key_type: Any) -> Any:
+    """The bucket of a related row, the same in every process (``hash()`` of a str is not), as a
+    value of the parent's key type: ``(OWN, key)`` and ``(ROWS, bucket)`` then share one
+    deterministic key coder."""
+    bucket = zlib.crc32(f"{relation}\x00{child_key!r}".encode("utf-8", "surrogatepass")) % BUCKETS
+    if key_type is str:
+        return str(bucket)
+    if key_type is bytes:
+        return str(bucket).encode()
+    return bucket
+
+
+class _Relation:
+    __slots__ = ("attrs", "horizon", "time_attr")
+
+    def __init__(self, node: Node) -> None:
+        assert node.edge is not None   # a child node
+        self.attrs = node.edge.child_attrs
+        self.horizon = micros(node.horizon)
+        self.time_attr = node.schema.time
+
+
+# What a bucket holds per row, keyed ``(relation, row key)``: the parent the row was last
+# sent to (None: none yet) and the row as merged so far.
+Routed = Tuple[Any, HeldRow]
+
+
+class RouteRowsFn(beam.DoFn):
+    """Input: ``((OWN, key), [messages])`` and ``((ROWS, bucket), [Rel])`` groups; output:
+    ``(parent key, [messages])`` groups for the parent's stage, the rows' regrouped per parent
+    within the bundle, each stamped with its newest message's time."""
+
+    STATE = ReadModifyWriteStateSpec("rows", coders.BytesCoder())
+
+    def __init__(self, children: Iterable[Node]) -> None:
+        self.relations = {child.edge.relation: _Relation(child) for child in children if child.edge}
+        self.pruned = Metrics.counter("sinks.assemble", "routed_rows_pruned")
+        self.moved = Metrics.counter("sinks.assemble", "related_rows_moved")
+
+    def start_bundle(self) -> None:
+        self._groups = BundleGroups(MAX_GROUP, MAX_HELD)
+        self._due: List[Group] = []     # groups that filled up, for the next output
+
+    def process(self, element: Tuple[Tuple[int, Any], List[Any]],
+                stored=beam.DoFn.StateParam(STATE)) -> Iterable[Any]:
+        (kind, key), messages = element
+        if kind == OWN:
+            return [(key, messages)]
+        packed = stored.read()
+        clock, held = pickle.loads(packed) if packed else (NEVER, {})
+        for message in messages:
+            if message.time is not None and message.time > clock:
+                clock = message.time
+            self._route(held, message)
+        self._prune(held, clock)
+        stored.write(pickle.dumps((clock, held), protocol=pickle.HIGHEST_PROTOCOL))
+        if self._groups.full:
+            self._due.extend(self._groups.drain())
+        due, self._due = self._due, []
+        return [_stamped(group) for group in due]
+
+    def _route(self, held: Dict[Tuple[str, Any], Routed], message: Rel) -> None:
+        relation, _, child_key, time, values = message
+        entry = held.get((relation, child_key))
+        sent_to, rows = (entry[0], {child_key: entry[1]}) if entry else (None, {})
+        merge_row(rows, child_key, time, values)
+        row = rows[child_key]
+        parent = join_value(row[ROW], self.relations[relation].attrs)
+        if sent_to is not None and sent_to != parent:
+            self.moved.inc()
+            self._send(sent_to, Rel(relation, sent_to, child_key, row[TIME], None), row[TIME])
+        if parent is not None:
+            self._send(parent, Rel(relation, parent, child_key, row[TIME], row[ROW]), row[TIME])
+        held[(relation, child_key)] = (parent, row)
+
+    def _send(self, parent: Any, message: Rel, time: int) -> None:
+        full = self._groups.add(parent, message, time)
+        if full is not None:
+            self._due.append(full)
+
+    def _prune(self, held: Dict[Tuple[str, Any], Routed], clock: int) -> None:
+        """Drops rows older than their relation's window horizon on the bucket's clock: the parent
+        prunes them too, and an update moving one that late is one no window reads."""
+        old = []
+        for name, (_, row) in held.items():
+            relation = self.relations[name[0]]
+            if relation.horizon is not None and row_time(row, relation.time_attr) < clock - relation.horizon:
+                old.append(name)
+        for name in old:
+            del held[name]
+        if old:
+            self.pruned.inc(len(old))
+
+    def finish_bundle(self) -> Iterable[Any]:
+        yield from map(_stamped, self._due)
+        yield from map(_stamped, self._groups.drain())
+        self._due = []
+
+
+def _stamped(group: Group) -> Any:
+    parent, messages, micros_ = group
+    return windowed_value.create((parent, messages), micros_, GLOBAL_WINDOW)
