@@ -33,7 +33,7 @@ def describe(spec: SinkSpec, plan: Optional[RootPlan] = None) -> List[str]:
         lines.append(f"  input {item.parameter}: {item.ref!r}{optional}{f' ({options})' if options else ''}")
         for step in item.ref.steps[:-1] + ((item.ref.leaf,) if item.is_has_many else ()):
             edge = edge_of(step)
-            how = ("rows go to their parent's state by that key" if edge.child_keyed
+            how = ("rows go to the parent their latest key names, and leave the old one" if edge.child_keyed
                    else f"rows meet parents in a lookup keyed by {step.related.__name__}."
                         f"{', '.join(edge.child_attrs)}")
             lines.append(f"    join {step!r}: {step.join!r} ({how})")

@@ -71,9 +71,13 @@ class Node:
     @property
     def has_stage(self) -> bool:
         """Whether the node keeps its rows in a stage of its own, which sends each row to the
-        parent its latest join key names; otherwise (a leaf) the parser routes every update of
-        a row by the join key it carries."""
-        return self.edge is None or bool(self.children) or self.recursive
+        parent (or lookup) its latest join key names and tells the old one it left; otherwise
+        (a leaf) the parser routes every update of a row by the join key it carries: to its
+        parent's routing step (``transforms.assemble.route``), or to a lookup keyed by the row's
+        own key, which never changes."""
+        edge = self.edge
+        return (edge is None or bool(self.children) or self.recursive
+                or (not edge.child_keyed and edge.child_attrs != (self.schema.primary,)))
 
     def post_order(self) -> Iterable["Node"]:
         for child in self.children.values():
