@@ -2,17 +2,18 @@
 
 For one root class (``User``) and the sinks reading it::
 
-    updates ─ Parse ─┬─ in:user ─────────────────────────────────────────┬─ State(user) ─┬─ sink A
-                     │    user updates, and rows of leaf classes holding │               └─ sink B
-                     │    the user's key (transfers, accounts)           │
-                     ├─ in:card ─ Lookup(card id) ── (user key, row) ────┤  a leaf whose key the user holds
-                     ├─ in:team ─ State(team) ────── (user key, row) ────┘  a class with relations of its own
+    updates ─ Parse ─┬─ in:user ─ Route(user) ─────────────────────────────┬─ State(user) ─┬─ sink A
+                     │    user updates, and rows of leaf classes holding   │               └─ sink B
+                     │    the user's key (transfers, accounts), each sent  │
+                     │    on to the user its latest key names              │
+                     ├─ in:card ─ Lookup(card id) ── (user key, row) ──────┤  a leaf whose key the user holds
+                     ├─ in:team ─ State(team) ────── (user key, row) ──────┘  a class with relations of its own
                      └─ dead_letters
 
 Parse checks each update, routes it by its class and join key, and groups what
 it routes per key within the bundle, so each stateful step is paid per group.
-Every stage reads exactly one output of Parse, and the bank example is Parse and
-State(user), fused.
+Every stage reads exactly one output of Parse, and the bank example is Parse,
+Route(user) and State(user), fused.
 
 The root and every node of the plan (``transforms.assemble.plan``) with
 relations of its own is one keyed stateful stage, built from the bottom up; its
@@ -36,10 +37,10 @@ from apache_beam.utils import windowed_value
 
 from sinks.sink import Sink
 from transforms.assemble import clock
-from transforms.assemble.messages import NEVER, Member, Own, Rel
+from transforms.assemble.messages import NEVER, OWN, ROWS, Member, Own, Rel
 from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of, to_micros
 from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
-from transforms.assemble.route import OWN, ROWS, RouteRowsFn, bucket_of
+from transforms.assemble.route import RouteRowsFn, bucket_of
 from transforms.assemble.state import GLOBAL_WINDOW, LookupFn, entity_state_fn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group, GroupWithinBundle

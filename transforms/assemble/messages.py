@@ -17,6 +17,13 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 NEVER = MIN_TIMESTAMP.micros
 
 
+# A stage whose class has rows routed to it (``transforms.assemble.route``) takes its messages
+# keyed ``(OWN, key)`` (the entity's own updates) or ``(ROWS, bucket)`` (updates of related rows
+# whose keys fall in that bucket), and passes them on keyed by the entity.
+OWN: Final = 0
+ROWS: Final = 1
+
+
 class Own(NamedTuple):
     """An update of the entity itself: attribute → value, some or all of its features."""
 

@@ -28,14 +28,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.utils import windowed_value
 
-from transforms.assemble.messages import NEVER, ROW, TIME, Rel
+from transforms.assemble.messages import NEVER, OWN, ROW, TIME, Rel
 from transforms.assemble.plan import Node
 from transforms.assemble.state import GLOBAL_WINDOW, join_value, merge_row, micros, row_time
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group
 
-# The first part of a routing step's key: what the message group under it is.
-OWN = 0     # ``(OWN, key)``: the parent's own updates, passed on
-ROWS = 1    # ``(ROWS, bucket)``: updates of related rows whose keys fall in that bucket
 # Buckets of row keys. Fewer buckets make fewer, larger visits: the rows a visit unpickles add up
 # to the same over a bundle, and each visit costs a state read and write. Profiled on the bank
 # example (200,000 updates), the assemble stage took 1.52x its time without routing at 4,096
