@@ -36,6 +36,7 @@ from apache_beam.typehints.native_type_compatibility import convert_to_beam_type
 from apache_beam.utils import windowed_value
 
 from sinks.sink import Sink
+from transforms import collector
 from transforms.assemble import clock
 from transforms.assemble.messages import NEVER, OWN, ROWS, Member, Own, Rel
 from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of, to_micros
@@ -79,6 +80,9 @@ class _ParseFn(beam.DoFn):
         self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
         # Updates breaking a non-strict feature's limits (``feature(max=...)``): accepted, counted.
         self.violations = Metrics.counter("sinks.assemble", "constraint_violations")
+
+    def setup(self) -> None:
+        collector.relax()
 
     def teardown(self) -> None:
         clock.withdraw(self.clock_id)
