@@ -35,6 +35,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import apache_beam as beam  # noqa: E402
 import sqlalchemy  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
+from pipelines import in_process  # noqa: E402
 
 from bench.assemble import CHUNK, START  # noqa: E402
 
@@ -49,11 +52,13 @@ def one_run(count: int, url: str) -> None:
     for model in (UserRecord, UserTxnAggregate):
         model.__table__.drop(engine, checkfirst=True)
     registry = sinks.load("examples/bank.py")
-    pipeline = beam.Pipeline(runner="FnApiRunner")
+    options = PipelineOptions(["--runner", "FnApiRunner"])
+    pipeline = beam.Pipeline(options=options)
     updates = pipeline | "Source" >> generate(count, 10_000, count * 120 // 500_000)
     build_job(updates, registry, JobSettings(database_url=url, create_tables=True, dead_letters="/tmp/soak-dead"))
     started = time.perf_counter()
-    pipeline.run().wait_until_finish()
+    with in_process.settings(options):    # as ``run`` runs it
+        pipeline.run().wait_until_finish()
     elapsed = time.perf_counter() - started
     with engine.connect() as connection:
         rows = [connection.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(m.__table__)).scalar()
@@ -84,8 +89,6 @@ def generate_distinct(users: int) -> beam.PTransform:
 
 def one_distinct(users: int, url: str, runner: str, prism: str) -> None:
     """Prints: updates, updates/s, this process's peak RSS (MB), aggregates stored."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     import sinks
     from examples.bank import UserRecord, UserTxnAggregate
     from pipelines.build import JobSettings, build_job
@@ -96,11 +99,13 @@ def one_distinct(users: int, url: str, runner: str, prism: str) -> None:
     registry = sinks.load("examples/bank.py")
     arguments = ["--runner", "FnApiRunner"] if runner == "fnapi" else [
         "--runner", "PrismRunner", "--prism_location", prism]
-    pipeline = beam.Pipeline(options=PipelineOptions(arguments))
+    options = PipelineOptions(arguments)
+    pipeline = beam.Pipeline(options=options)
     updates = pipeline | "Source" >> generate_distinct(users)
     build_job(updates, registry, JobSettings(database_url=url, create_tables=True, dead_letters="/tmp/soak-dead"))
     started = time.perf_counter()
-    pipeline.run().wait_until_finish()
+    with in_process.settings(options):
+        pipeline.run().wait_until_finish()
     elapsed = time.perf_counter() - started
     with engine.connect() as connection:
         stored = connection.execute(
@@ -181,12 +186,20 @@ def handwritten_rate(count: int, server: str) -> float:
     return float(output.split()[1])
 
 
+# The 10,000-user soak of 2,000,000 updates ends, on the FnApiRunner, with "AssertionError: A
+# total of 1 time-pending bundles did not execute" (a paced sink's processing-time timer, measured
+# with and without ``pipelines.in_process``); 1,000,000 completes.
+BASELINE_MAX = 1_000_000
+
+
 def high_cardinality(users: int, url: str, runners: List[str], prism: str) -> None:
-    """The ``--distinct`` runs, and the 10,000-user soak of as many updates, for the ratio."""
-    output = subprocess.run([sys.executable, __file__, "--database-url", url, "--one", str(2 * users)],
+    """The ``--distinct`` runs, and the 10,000-user soak of as many updates (at most
+    ``BASELINE_MAX``), for the ratio."""
+    count = min(2 * users, BASELINE_MAX)
+    output = subprocess.run([sys.executable, __file__, "--database-url", url, "--one", str(count)],
                             check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     baseline = float(output.split()[1])
-    print(f"10,000 users, {2 * users:,} updates (fnapi): {baseline:,.0f} updates/s", file=sys.stderr)
+    print(f"10,000 users, {count:,} updates (fnapi): {baseline:,.0f} updates/s", file=sys.stderr)
     lines = [f"soak_10000_users_updates_per_s: {baseline:.0f}"]
     for runner in runners:
         rate, peak_tree, peak_self, stored = distinct_run(users, url, runner, prism)
