@@ -12,9 +12,10 @@ High cardinality (``--distinct N``): N distinct users with two ``user.*`` update
 full_name, email, ts; the second round of updates after all the first, so every user's state is
 held to the end), generated inside the pipeline, through the same job, on each runner of
 ``--runners`` (``fnapi``; ``prism`` with ``--prism`` pointing at its binary), each in a fresh
-process; with it, the 10,000-user soak at 2 N updates on the FnApiRunner, for the ratio. Peak RSS
-is the largest sum of the resident sets of the run's process and all its descendants (Prism's Go
-process, worker processes), sampled every 0.2 s, and the run process's own ``ru_maxrss``.
+process; with it, the 10,000-user soak at 2 N updates (at most 1,000,000) on the FnApiRunner, for
+the ratio. Peak RSS is the largest sum of the resident sets of the run's process and all its
+descendants (Prism's Go process, worker processes), sampled every 0.2 s, and the run process's own
+``ru_maxrss``. Both kinds of run use ``pipelines.in_process.settings``, as ``run`` does.
 
     python bench/soak.py --database-url sqlite:////tmp/soak.db [--counts 1000000 5000000]
     python bench/soak.py --database-url sqlite:////tmp/soak.db --distinct 1000000 --runners fnapi prism
