@@ -13,7 +13,7 @@ import apache_beam as beam
 import sqlalchemy
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
-from pipelines import progress
+from pipelines import in_process, progress
 from pipelines.build import JobSettings, build_job, selected_sinks, source_from_url
 from pipelines.errors import CommandError, table_write_error
 from pipelines.live import ReadDirectory, unsupported_runner
@@ -201,12 +201,13 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
           file=sys.stderr)
     started = time.monotonic()
     try:
-        if clock is not None:
-            with clock.capturing():
+        with in_process.settings(options):
+            if clock is not None:
+                with clock.capturing():
+                    result = pipeline.run()
+            else:
                 result = pipeline.run()
-        else:
-            result = pipeline.run()
-        state = result.wait_until_finish()
+            state = result.wait_until_finish()
     except Exception as error:
         cannot_write = table_write_error(error)
         if cannot_write is None:
