@@ -6,9 +6,7 @@ each, on 2 busy cores):
 
 - Python's cyclic garbage collector walks every live object at each full collection, and the
   live objects grow with the entities held (the runner's state cells, the bundle's state
-  handles): 27 full collections took 15.9 s of a 50.5 s run. Collecting the young generation
-  every 50,000 allocations instead of 700, and the old ones rarely, took 3.0 s of 36.4 s, with
-  the same peak RSS (the job's objects form few cycles).
+  handles): the thresholds of ``transforms.collector`` apply to this process for the run;
 - The SDK worker's state cache (100 MB by Beam's weights) keeps decoded copies of state that the
   runner holds in this same process anyway; ~2.3x its weight in real memory. Without it: peak RSS
   709 MB instead of 817 MB, 46.3 s instead of 54.7 s; the 10,000-user soak (400,000 updates, few
@@ -28,8 +26,8 @@ from typing import Iterator
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
-# (young, middle, old) generation thresholds while a job runs in this process.
-GC_THRESHOLDS = (50_000, 50, 100)
+from transforms import collector
+
 STATE_CACHE_MB = 0
 
 
@@ -48,7 +46,7 @@ def settings(options: PipelineOptions) -> Iterator[None]:
         yield
         return
     thresholds, cache_mb = gc.get_threshold(), worker_handlers.STATE_CACHE_SIZE_MB
-    gc.set_threshold(*GC_THRESHOLDS)
+    collector.relax()
     worker_handlers.STATE_CACHE_SIZE_MB = STATE_CACHE_MB
     try:
         yield

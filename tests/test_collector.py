@@ -1,4 +1,4 @@
-"""The collector's young threshold, raised where inputs are assembled; never lowered."""
+"""The collector's thresholds, raised where inputs are assembled; never lowered."""
 import gc
 
 import pytest
@@ -13,17 +13,19 @@ def thresholds():
     gc.set_threshold(*saved)
 
 
-def test_relax_raises_the_young_threshold_and_keeps_the_others(thresholds):
+def test_relax_raises_each_threshold_and_lowers_none(thresholds):
     gc.set_threshold(700, 10, 10)
     collector.relax()
-    assert gc.get_threshold() == (collector.YOUNG_THRESHOLD, 10, 10)
-
-
-@pytest.mark.parametrize("young", [0, 10 * collector.YOUNG_THRESHOLD])
-def test_relax_leaves_a_higher_threshold_or_a_disabled_collector(thresholds, young):
-    gc.set_threshold(young, 10, 10)
+    assert gc.get_threshold() == collector.THRESHOLDS
+    gc.set_threshold(10 * collector.THRESHOLDS[0], 10, 1000)
     collector.relax()
-    assert gc.get_threshold() == (young, 10, 10)
+    assert gc.get_threshold() == (10 * collector.THRESHOLDS[0], collector.THRESHOLDS[1], 1000)
+
+
+def test_relax_leaves_a_disabled_collector(thresholds):
+    gc.set_threshold(0, 10, 10)
+    collector.relax()
+    assert gc.get_threshold() == (0, 10, 10)
 
 
 def test_the_assemble_stage_relaxes_the_collector_in_its_worker(thresholds):
@@ -33,4 +35,4 @@ def test_the_assemble_stage_relaxes_the_collector_in_its_worker(thresholds):
     from transforms.assemble.parse import UpdateParser
     gc.set_threshold(700, 10, 10)
     _ParseFn(UpdateParser({}), {}, "clock", timedelta(days=1)).setup()
-    assert gc.get_threshold()[0] == collector.YOUNG_THRESHOLD
+    assert gc.get_threshold() == collector.THRESHOLDS
