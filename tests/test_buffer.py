@@ -95,3 +95,16 @@ def test_buffer_needs_an_option():
         Buffer()
     with pytest.raises(ValueError, match="positive"):
         Buffer(buffer_size=0)
+
+
+@pytest.mark.parametrize("runner", ["FnApiRunner", "BundleBasedDirectRunner"])
+def test_a_bounded_input_is_paced_by_size_and_its_end_and_finishes(runner):
+    # A processing-time timer still due when a bounded input ends made the FnApiRunner fail the
+    # run ("time-pending bundles did not execute"): on a bounded input only buffer_size and
+    # the end flush.
+    values = [("a", i) for i in range(7)] + [("b", i) for i in range(3)]
+    with beam.Pipeline(runner) as pipeline:
+        batches = (pipeline | beam.Create(values)
+                   | Buffer(buffer_size=3, debounce=timedelta(minutes=10), max_delay=timedelta(minutes=10)))
+        assert_that(batches | beam.MapTuple(lambda key, batch: (key, sorted(batch))),
+                    equal_to([("a", [0, 1, 2]), ("a", [3, 4, 5]), ("a", [6]), ("b", [0, 1, 2])]))
