@@ -11,8 +11,8 @@ the whole row; otherwise the parent receives the merged row.
 
 Its input is one output of the parser, so the runner fuses parser, this step and the parent's
 stage (a ``Flatten`` of two inputs there makes the FnApiRunner hold its whole input): the
-parent's own updates pass through untouched, keyed ``(OWN, key)``; updates of rows come keyed
-``(ROWS, bucket)``. Rows are kept per bucket of row keys, not per row key: visiting a bucket
+parent's own updates, keyed ``(OWN, key)``, pass through, regrouped with the rows sent to the
+same parent; updates of rows come keyed ``(ROWS, bucket)``. Rows are kept per bucket of row keys, not per row key: visiting a bucket
 prunes its rows that have left every window (per row key, a row no update reaches again would
 be held for good, and a batch runner never fires the timers that could drop it).
 """
@@ -34,8 +34,8 @@ from transforms.assemble.state import GLOBAL_WINDOW, join_value, merge_row, micr
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group
 
 # Buckets of row keys. Fewer buckets make fewer, larger visits: the rows a visit unpickles add up
-# to the same over a bundle, and each visit costs a state read and write. Profiled on the bank
-# example (200,000 updates), the assemble stage took 1.52x its time without routing at 4,096
+# to the same over a bundle, and each visit costs a state read and write. Under a profiler, on the
+# bank example (200,000 updates), the assemble stage took 1.52x its time without routing at 4,096
 # buckets and 1.39x at 512 or 128; 1,024 keeps a visit of a bucket in a small streaming bundle
 # to ~200 rows for 200,000 live ones.
 BUCKETS = 1024
@@ -79,9 +79,9 @@ Routed = Tuple[Optional[int], Any, bytes]
 
 
 class RouteRowsFn(beam.DoFn):
-    """Input: ``((OWN, key), [messages])`` and ``((ROWS, bucket), [Rel])`` groups; output:
-    ``(parent key, [messages])`` groups for the parent's stage, the rows' regrouped per parent
-    within the bundle, each stamped with its newest message's time."""
+    """Input: ``((OWN, key), [Own])`` and ``((ROWS, bucket), [Rel])`` groups; output:
+    ``(parent key, [messages])`` groups for the parent's stage, regrouped per parent within the
+    bundle (a parent's own updates in their order), each stamped with its newest message's time."""
 
     STATE = ReadModifyWriteStateSpec("rows", coders.BytesCoder())
 
