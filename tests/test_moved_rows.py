@@ -123,3 +123,64 @@ def test_the_routing_step_prunes_rows_past_the_window_horizon_on_its_bucket_cloc
     assert held() == ["t2", "t3"]
     groups = [group for group in route.finish_bundle()]
     assert [len(wv.value[1]) for wv in groups] == [3]      # every row still reached its user
+
+
+def test_a_removal_delivered_before_the_version_it_removes_keeps_the_row_out():
+    from transforms.assemble.state import merge_row
+    rows: dict = {}
+    merge_row(rows, "t1", 5, None)                                # left this parent at 5
+    merge_row(rows, "t1", 3, {"id": "t1", "amount": 1.0})         # its version of 3, delivered late
+    assert rows["t1"][1] is None
+    merge_row(rows, "t1", 7, {"id": "t1", "amount": 2.0})         # back at 7
+    assert rows["t1"][1] == {"id": "t1", "amount": 2.0}
+    merge_row(rows, "t1", None, None)                             # an untimed removal: arrival order
+    assert "t1" not in rows
+
+
+def test_a_parent_receiving_a_removal_before_the_row_fires_without_it():
+    from transforms.assemble.messages import Own, Rel
+    from transforms.assemble.plan import plan_roots
+    from transforms.assemble.state import EntityState, entity_state_fn
+
+    with Registry().activate():
+        @features
+        class User:
+            id: str
+            ts: FeatureTime
+            transfers: "DataFrame[Transfer]"
+
+        @features
+        class Transfer:
+            id: str
+            user_id: User.id
+            created_at: FeatureTime
+
+        @sink
+        def every(uid: User.id, txns: User.transfers):
+            pass
+
+    (plan,) = plan_roots([every.spec])
+    step = entity_state_fn(plan.root, plan.sinks)
+    state = EntityState()
+    day = 86_400_000_000
+    row = {"id": "t1", "user_id": "u1", "created_at": 3 * day}
+    fired = []
+    for group in ([Own(1 * day, {"id": "u1", "ts": 1 * day})],
+                  [Rel("transfers", "u1", "t1", 5 * day, None)],     # the removal, overtaking ...
+                  [Rel("transfers", "u1", "t1", 3 * day, row)]):     # ... the version it removes
+        fired += step._receive(state, "u1", group)
+    assert fired and all(len(output.value.value[1]["txns"].rows) == 0 for output in fired)
+
+
+def test_an_attribute_a_row_first_gets_from_an_untimed_update_yields_to_any_timed_one():
+    # Found by the reference model: a status set untimed, then an older timed status arriving,
+    # kept the untimed one (it took the row's newest time), unlike an entity's own features.
+    from transforms.assemble.state import merge_row
+    rows: dict = {}
+    merge_row(rows, "t1", 31, {"id": "t1", "amount": 1.0})
+    merge_row(rows, "t1", None, {"id": "t1", "status": None})     # untimed: status has no time
+    merge_row(rows, "t1", 30, {"id": "t1", "status": "ok"})       # older than the row, not than status
+    assert rows["t1"][1] == {"id": "t1", "amount": 1.0, "status": "ok"}
+    merge_row(rows, "t1", None, {"id": "t1", "status": "void"})   # untimed again: keeps status's time (30)
+    merge_row(rows, "t1", 29, {"id": "t1", "status": "late"})     # older than that: refused
+    assert rows["t1"][1]["status"] == "void"

@@ -53,8 +53,10 @@ class Member(NamedTuple):
 # older updates (None when every attribute has ``time``, the usual case). A plain tuple read
 # through these indexes, not a NamedTuple: held rows are pickled with their entity at every
 # group of its updates, and 20 NamedTuple rows pickle in 26 µs against 6.3 µs as tuples
-# (unpickle: 13.8 against 7.5 µs), measured.
-HeldRow = Tuple[int, Dict[str, Any], Optional[Dict[str, int]]]
+# (unpickle: 13.8 against 7.5 µs), measured. A row removed at a known time is held as
+# ``(time, None, None)`` until pruned: a version of it older than its removal, delivered after it
+# (Beam does not keep the order of elements between stages), must not bring it back.
+HeldRow = Tuple[int, Optional[Dict[str, Any]], Optional[Dict[str, int]]]
 TIME: Final = 0
 ROW: Final = 1
 OLDER: Final = 2

@@ -12,9 +12,10 @@ the whole row; otherwise the parent receives the merged row.
 Its input is one output of the parser, so the runner fuses parser, this step and the parent's
 stage (a ``Flatten`` of two inputs there makes the FnApiRunner hold its whole input): the
 parent's own updates, keyed ``(OWN, key)``, pass through, regrouped with the rows sent to the
-same parent; updates of rows come keyed ``(ROWS, bucket)``. Rows are kept per bucket of row keys, not per row key: visiting a bucket
-prunes its rows that have left every window (per row key, a row no update reaches again would
-be held for good, and a batch runner never fires the timers that could drop it).
+same parent; updates of rows come keyed ``(ROWS, bucket)``. Rows are kept per bucket of row
+keys, not per row key: visiting a bucket prunes its rows that have left every window (per row
+key, a row no update reaches again would be held for good, and a batch runner never fires the
+timers that could drop it).
 """
 from __future__ import annotations
 

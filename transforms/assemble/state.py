@@ -108,7 +108,8 @@ class EntityState:
         return max(self.clock, self.fired)
 
     def held(self) -> int:
-        return sum(len(rows) for by_value in self.related.values() for rows in by_value.values())
+        return sum(held[ROW] is not None for by_value in self.related.values() for rows in by_value.values()
+                   for held in rows.values())
 
 
 class EntityStateFn(beam.DoFn):
@@ -239,8 +240,9 @@ class EntityStateFn(beam.DoFn):
         """A relation of the entity resolved: its row (has-one, None if unknown) or its rows (has-many)."""
         rows = self._rows(state, key, relation)
         if self.children[relation].edge.many:
-            return [held[ROW] for held in rows.values()] if rows else []
-        return max(rows.values(), key=_time)[ROW] if rows else None
+            return [held[ROW] for held in rows.values() if held[ROW] is not None] if rows else []
+        present = [held for held in rows.values() if held[ROW] is not None] if rows else None
+        return max(present, key=_time)[ROW] if present else None
 
     def row(self, state: EntityState, key: Any) -> Dict[str, Any]:
         """The entity's features, with each relation resolved."""
@@ -503,8 +505,9 @@ def _time(held: HeldRow) -> int:
 
 
 def row_time(held: HeldRow, attr: Optional[str]) -> int:
-    """A held row's time for pruning: its FeatureTime, else its newest update's."""
-    found = held[ROW].get(attr) if attr else None
+    """A held row's time for pruning: its FeatureTime, else its newest update's (a removed
+    row's: when it was removed)."""
+    found = held[ROW].get(attr) if attr and held[ROW] is not None else None
     return found if found is not None else held[TIME]
 
 
@@ -528,27 +531,40 @@ def merge_row(rows: Dict[Any, HeldRow], child_key: Any, time: Optional[int],
     """Merges an update of a related row into ``rows`` (child key → held row) attribute by
     attribute, as an entity's own features merge: a value replaces the held one unless that is
     newer, so an older update still fills in what newer partial ones left out. ``values=None``
-    removes the row unless it was updated later. An untimed update applies over what is held
-    (arrival order) and keeps its time."""
+    removes the row unless it was updated later, and keeps the time of its removal (see
+    ``HeldRow``), before which no version brings it back. An untimed update applies over what
+    is held (arrival order) and keeps its time."""
     held = rows.get(child_key)
     if values is None:
-        if held is None or time is None or time >= held[TIME]:
+        if time is None or time == NEVER:       # no time to order its versions by: arrival order
             rows.pop(child_key, None)
+        elif held is None or time >= held[TIME]:
+            rows[child_key] = (time, None, None)
         return
-    if held is None:
+    current = held[ROW] if held is not None else None
+    if current is None:
+        if held is not None and time is not None and time < held[TIME]:
+            return          # removed after this version (at the same time: arrival order, as ties go)
         rows[child_key] = (NEVER if time is None else time, dict(values), None)
         return
+    assert held is not None
     if time is None:
-        rows[child_key] = (held[TIME], {**held[ROW], **values}, held[OLDER])
+        # Each attribute keeps its time, as an entity's own do; one the row did not have has none
+        # (``NEVER``): any timed update replaces it.
+        older = held[OLDER]
+        new = [attr for attr in values if attr not in current]
+        if new:
+            older = {**(older or {}), **dict.fromkeys(new, NEVER)}
+        rows[child_key] = (held[TIME], {**current, **values}, older)
         return
     older = held[OLDER]
     if time >= held[TIME]:
         # Attributes this update leaves out keep their own (older) times.
         kept = {attr: (older.get(attr, held[TIME]) if older else held[TIME])
-                for attr in held[ROW] if attr not in values}
-        rows[child_key] = (time, {**held[ROW], **values}, {a: t for a, t in kept.items() if t < time} or None)
+                for attr in current if attr not in values}
+        rows[child_key] = (time, {**current, **values}, {a: t for a, t in kept.items() if t < time} or None)
         return
-    row, older = dict(held[ROW]), dict(older or ())
+    row, older = dict(current), dict(older or ())
     for attr, value in values.items():
         if attr not in row or older.get(attr, held[TIME]) <= time:
             row[attr] = value
@@ -583,7 +599,8 @@ class LookupFn(beam.DoFn):
                 if parent not in members:
                     members[parent] = None
                     for child_key, held in rows.items():
-                        yield parent, Rel(self.relation, value, child_key, held[TIME], held[ROW])
+                        if held[ROW] is not None:
+                            yield parent, Rel(self.relation, value, child_key, held[TIME], held[ROW])
                 continue
             _, _, child_key, time, values = message
             merge_row(rows, child_key, time, values)
