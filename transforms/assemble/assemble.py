@@ -61,8 +61,9 @@ class _Route(NamedTuple):
 class _ParseFn(beam.DoFn):
     """Checks and coerces updates and sends each where ``routes`` say, grouped per key within
     the bundle: ``(key, [Own])`` to the stage of its own class, ``(join value, [Rel])`` to the
-    stage (or lookup) of each parent whose related row it is, each group stamped with its
-    newest update's event time. Anything unusable goes to dead letters with the reason, and
+    lookup of each parent whose related row it is; to a stage with a routing step, ``((OWN,
+    key), [Own])`` and ``((ROWS, bucket), [Rel])`` (see ``transforms.assemble.route``). Each group
+    is stamped with its newest update's event time. Anything unusable goes to dead letters with the reason, and
     then touches no state: every update read counts once, as parsed or as a dead letter.
 
     Parsing and grouping are one step because invoking a DoFn that reads its element's
