@@ -104,7 +104,7 @@ def test_the_routing_step_prunes_rows_past_the_window_horizon_on_its_bucket_cloc
             pass
 
     (plan,) = plan_roots([recent.spec], timedelta(days=2))
-    route = RouteRowsFn(plan.root.children.values())
+    route = RouteRowsFn(plan.root.children.values(), "id")
     route.start_bundle()
     state = _State()
     day = 86_400_000_000

@@ -50,19 +50,19 @@ from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Gr
 class _Route(NamedTuple):
     """Where the parser sends the updates of a class: to stage input ``tag``, as the entity's
     own (``edge`` None) or as related rows through ``edge``; ``routed`` when that stage reads
-    them through ``RouteRowsFn``, which takes them keyed ``(OWN, key)`` or ``(ROWS, bucket)``."""
+    them through ``RouteRowsFn``, which takes them keyed ``(OWN, bucket)`` or ``(ROWS, bucket)``."""
 
     tag: str
     edge: Optional[Edge]
     routed: bool
-    key_type: Any = None     # of the parent's key, for a routed row's bucket
+    key_type: Any = None     # of the stage's key, for a routed message's bucket
 
 
 class _ParseFn(beam.DoFn):
     """Checks and coerces updates and sends each where ``routes`` say, grouped per key within
     the bundle: ``(key, [Own])`` to the stage of its own class, ``(join value, [Rel])`` to the
     lookup of each parent whose related row it is; to a stage with a routing step, ``((OWN,
-    key), [Own])`` and ``((ROWS, bucket), [Rel])`` (see ``transforms.assemble.route``). Each group
+    bucket), [Own])`` and ``((ROWS, bucket), [Rel])`` (see ``transforms.assemble.route``). Each group
     is stamped with its newest update's event time. Anything unusable goes to dead letters with the reason, and
     then touches no state: every update read counts once, as parsed or as a dead letter.
 
@@ -127,7 +127,9 @@ class _ParseFn(beam.DoFn):
         header: tuple
         for tag, edge, routed, key_type in routes:
             if edge is None:
-                to, header = ((OWN, key) if routed else key), (Own, time)
+                # Through a routing step, bucketed too: a keyed step holds a state handle per key
+                # it meets until its bundle ends (~1 KB each; a million users took 1.3 GB more).
+                to, header = ((OWN, bucket_of("", key, key_type)) if routed else key), (Own, time)
             elif routed:        # a null join key too: it may move the row away from a parent
                 to = (ROWS, bucket_of(edge.relation, key, key_type))
                 header = (Rel, edge.relation, join_value(values, edge.child_attrs), key, time)
@@ -231,7 +233,9 @@ class Assemble(beam.PTransform):
             for node in plan.root.post_order():
                 routed = bool(_routed_children(node))
                 if node.has_stage:
-                    routes.setdefault(node.schema.namespace, []).append(_Route(_input_tag(node), None, routed))
+                    key_type = _key_type(node.schema, (node.schema.primary,))
+                    routes.setdefault(node.schema.namespace, []).append(
+                        _Route(_input_tag(node), None, routed, key_type))
                 for child in node.children.values():
                     if not child.has_stage:                  # routed by its join key
                         assert child.edge is not None
@@ -255,7 +259,7 @@ class Assemble(beam.PTransform):
         routed = _routed_children(node)
         if routed:
             own = (_grouped_input(parsed, node, Tuple[int, key_type])
-                   | f"Route[{node.label}]" >> beam.ParDo(RouteRowsFn(routed)).with_output_types(
+                   | f"Route[{node.label}]" >> beam.ParDo(RouteRowsFn(routed, node.schema.primary)).with_output_types(
                        Tuple[key_type, List[Any]]))
         else:
             own = _grouped_input(parsed, node, key_type)

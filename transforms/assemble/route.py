@@ -11,8 +11,10 @@ the whole row; otherwise the parent receives the merged row.
 
 Its input is one output of the parser, so the runner fuses parser, this step and the parent's
 stage (a ``Flatten`` of two inputs there makes the FnApiRunner hold its whole input): the
-parent's own updates, keyed ``(OWN, key)``, pass through, regrouped with the rows sent to the
-same parent; updates of rows come keyed ``(ROWS, bucket)``. Rows are kept per bucket of row
+parent's own updates pass through, regrouped with the rows sent to the same parent. Both come
+bucketed, the parent's keyed ``(OWN, bucket)``, the rows' ``(ROWS, bucket)``: a keyed step holds
+a state handle for each key it meets until its bundle ends, which the FnApiRunner makes the whole
+input (~1 KB per key: keyed by the parent itself, a million users took 1.3 GB more). Rows are kept per bucket of row
 keys, not per row key: visiting a bucket prunes its rows that have left every window (per row
 key, a row no update reaches again would be held for good, and a batch runner never fires the
 timers that could drop it).
@@ -51,9 +53,9 @@ HELD = 5 * MAX_HELD
 
 
 def bucket_of(relation: str, child_key: Any, key_type: Any) -> Any:
-    """The bucket of a related row, the same in every process (``hash()`` of a str is not), as a
-    value of the parent's key type: ``(OWN, key)`` and ``(ROWS, bucket)`` then share one
-    deterministic key coder."""
+    """The bucket of a related row (``relation`` "" for the parent's own updates), the same in
+    every process (``hash()`` of a str is not), as a value of the parent's key type, which its
+    key coder then encodes deterministically."""
     bucket = zlib.crc32(f"{relation}\x00{child_key!r}".encode("utf-8", "surrogatepass")) % BUCKETS
     if key_type is str:
         return str(bucket)
@@ -80,13 +82,14 @@ Routed = Tuple[Optional[int], Any, bytes]
 
 
 class RouteRowsFn(beam.DoFn):
-    """Input: ``((OWN, key), [Own])`` and ``((ROWS, bucket), [Rel])`` groups; output:
+    """Input: ``((OWN, bucket), [Own])`` and ``((ROWS, bucket), [Rel])`` groups; output:
     ``(parent key, [messages])`` groups for the parent's stage, regrouped per parent within the
     bundle (a parent's own updates in their order), each stamped with its newest message's time."""
 
     STATE = ReadModifyWriteStateSpec("rows", coders.BytesCoder())
 
-    def __init__(self, children: Iterable[Node]) -> None:
+    def __init__(self, children: Iterable[Node], primary: str) -> None:
+        self.primary = primary     # the parent's key feature, which its own updates carry
         self.relations = {child.edge.relation: _Relation(child) for child in children if child.edge}
         self.pruned = Metrics.counter("sinks.assemble", "routed_rows_pruned")
         self.moved = Metrics.counter("sinks.assemble", "related_rows_moved")
@@ -97,11 +100,11 @@ class RouteRowsFn(beam.DoFn):
 
     def process(self, element: Tuple[Tuple[int, Any], List[Any]],
                 stored=beam.DoFn.StateParam(STATE)) -> Iterable[Any]:
-        (kind, key), messages = element
+        (kind, _), messages = element
         if kind == OWN:
             # Grouped with the rows for the same parent: one visit of its state for both.
             for message in messages:
-                self._send(key, message, NEVER if message.time is None else message.time)
+                self._send(message.values[self.primary], message, NEVER if message.time is None else message.time)
             return self._output()
         packed = stored.read()
         clock, held = pickle.loads(packed) if packed else (NEVER, {})
