@@ -70,21 +70,10 @@ def test_a_row_joined_on_a_feature_other_than_its_key_leaves_its_old_join_value(
     assert found["u1"]["floor"] is None
 
 
-class _State:
-    def __init__(self):
-        self.value = None
-
-    def read(self):
-        return self.value
-
-    def write(self, value):
-        self.value = value
-
-
-def test_the_routing_step_prunes_rows_past_the_window_horizon_on_its_bucket_clock():
-    from transforms.assemble.messages import ROWS, Rel
+def _transfers_plan(windowed: bool):
+    """The assemble plan of users and their transfers, read by one sink: within
+    ``after(days_ago=10)`` with 2 days of lateness, or all of them."""
     from transforms.assemble.plan import plan_roots
-    from transforms.assemble.route import RouteRowsFn
 
     with Registry().activate():
         @features
@@ -99,11 +88,35 @@ def test_the_routing_step_prunes_rows_past_the_window_horizon_on_its_bucket_cloc
             user_id: User.id
             created_at: FeatureTime
 
-        @sink
-        def recent(uid: User.id, txns: User.transfers[after(days_ago=10)]):
-            pass
+        if windowed:
+            @sink
+            def reads(uid: User.id, txns: User.transfers[after(days_ago=10)]):
+                pass
+        else:
+            @sink
+            def reads(uid: User.id, txns: User.transfers):
+                pass
 
-    (plan,) = plan_roots([recent.spec], timedelta(days=2))
+    (plan,) = plan_roots([reads.spec], timedelta(days=2) if windowed else timedelta(0))
+    return plan
+
+
+class _State:
+    def __init__(self):
+        self.value = None
+
+    def read(self):
+        return self.value
+
+    def write(self, value):
+        self.value = value
+
+
+def test_the_routing_step_prunes_rows_past_the_window_horizon_on_its_bucket_clock():
+    from transforms.assemble.messages import ROWS, Rel
+    from transforms.assemble.route import RouteRowsFn
+
+    plan = _transfers_plan(windowed=True)     # after(days_ago=10), 2 days late at most
     route = RouteRowsFn(plan.root.children.values(), "id")
     route.start_bundle()
     state = _State()
@@ -139,27 +152,9 @@ def test_a_removal_delivered_before_the_version_it_removes_keeps_the_row_out():
 
 def test_a_parent_receiving_a_removal_before_the_row_fires_without_it():
     from transforms.assemble.messages import Own, Rel
-    from transforms.assemble.plan import plan_roots
     from transforms.assemble.state import EntityState, entity_state_fn
 
-    with Registry().activate():
-        @features
-        class User:
-            id: str
-            ts: FeatureTime
-            transfers: "DataFrame[Transfer]"
-
-        @features
-        class Transfer:
-            id: str
-            user_id: User.id
-            created_at: FeatureTime
-
-        @sink
-        def every(uid: User.id, txns: User.transfers):
-            pass
-
-    (plan,) = plan_roots([every.spec])
+    plan = _transfers_plan(windowed=False)
     step = entity_state_fn(plan.root, plan.sinks)
     state = EntityState()
     day = 86_400_000_000

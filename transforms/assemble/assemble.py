@@ -232,14 +232,13 @@ class Assemble(beam.PTransform):
         for plan in self.plans:
             for node in plan.root.post_order():
                 routed = bool(_routed_children(node))
+                key_type = _key_type(node.schema, (node.schema.primary,))
                 if node.has_stage:
-                    key_type = _key_type(node.schema, (node.schema.primary,))
                     routes.setdefault(node.schema.namespace, []).append(
                         _Route(_input_tag(node), None, routed, key_type))
                 for child in node.children.values():
                     if not child.has_stage:                  # routed by its join key
                         assert child.edge is not None
-                        key_type = _key_type(node.schema, (node.schema.primary,))
                         route = (_Route(_input_tag(node), child.edge, True, key_type) if child.edge.child_keyed
                                  else _Route(_input_tag(child), child.edge, False))
                         routes.setdefault(child.schema.namespace, []).append(route)

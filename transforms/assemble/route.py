@@ -33,7 +33,7 @@ from apache_beam.utils import windowed_value
 
 from transforms.assemble.messages import NEVER, OWN, ROW, TIME, Rel
 from transforms.assemble.plan import Node
-from transforms.assemble.state import GLOBAL_WINDOW, join_value, merge_row, micros, row_time
+from transforms.assemble.state import GLOBAL_WINDOW, Child, join_value, merge_row, row_time
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group
 
 # Buckets of row keys. Fewer buckets make fewer, larger visits: the rows a visit unpickles add up
@@ -64,16 +64,6 @@ def bucket_of(relation: str, child_key: Any, key_type: Any) -> Any:
     return bucket
 
 
-class _Relation:
-    __slots__ = ("attrs", "horizon", "time_attr")
-
-    def __init__(self, node: Node) -> None:
-        assert node.edge is not None   # a child node
-        self.attrs = node.edge.child_attrs
-        self.horizon = micros(node.horizon)
-        self.time_attr = node.schema.time
-
-
 # What a bucket holds per row, keyed ``(relation, row key)``: when the row leaves every window
 # on the bucket's clock (None: never), the parent it was last sent to (None: none yet), and the
 # row as merged so far, pickled. Pickled apart, so a visit unpickles the rows its updates touch,
@@ -90,7 +80,7 @@ class RouteRowsFn(beam.DoFn):
 
     def __init__(self, children: Iterable[Node], primary: str) -> None:
         self.primary = primary     # the parent's key feature, which its own updates carry
-        self.relations = {child.edge.relation: _Relation(child) for child in children if child.edge}
+        self.relations = {child.edge.relation: Child(child) for child in children if child.edge}
         self.pruned = Metrics.counter("sinks.assemble", "routed_rows_pruned")
         self.moved = Metrics.counter("sinks.assemble", "related_rows_moved")
 
@@ -129,7 +119,7 @@ class RouteRowsFn(beam.DoFn):
         merge_row(rows, child_key, time, values)
         row = rows[child_key]
         about = self.relations[relation]
-        parent = join_value(row[ROW], about.attrs)
+        parent = join_value(row[ROW], about.edge.child_attrs)
         if sent_to is not None and sent_to != parent:
             self.moved.inc()
             self._send(sent_to, Rel(relation, sent_to, child_key, row[TIME], None), row[TIME])

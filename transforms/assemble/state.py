@@ -61,8 +61,8 @@ def join_value(values: Dict[str, Any], attrs: Tuple[str, ...]) -> Any:
     return None if None in found else found
 
 
-class _Child:
-    """What an entity needs to know about one of its relations."""
+class Child:
+    """What an entity (or the routing step in front of it) needs to know about one of its relations."""
 
     __slots__ = ("edge", "horizon", "time_attr")
 
@@ -108,8 +108,8 @@ class EntityState:
         return max(self.clock, self.fired)
 
     def held(self) -> int:
-        return sum(held[ROW] is not None for by_value in self.related.values() for rows in by_value.values()
-                   for held in rows.values())
+        """Related rows held, removal markers included (they are held until pruned)."""
+        return sum(len(rows) for by_value in self.related.values() for rows in by_value.values())
 
 
 class EntityStateFn(beam.DoFn):
@@ -132,7 +132,7 @@ class EntityStateFn(beam.DoFn):
                  as_of: Optional[int] = None) -> None:
         self.label = node.label
         self.edge = node.edge
-        self.children = {name: _Child(child) for name, child in node.children.items()}
+        self.children = {name: Child(child) for name, child in node.children.items()}
         self.sinks = sinks
         self.fires = bool(sinks)
         self.primary = node.schema.primary
