@@ -10,12 +10,12 @@ prints the project's rate against it.
 
 High cardinality (``--distinct N``): N distinct users with two ``user.*`` updates each (uuid,
 full_name, email, ts; the second round of updates after all the first, so every user's state is
-held to the end), generated inside the pipeline, through the same job, on each runner of
-``--runners`` (``fnapi``; ``prism`` with ``--prism`` pointing at its binary), each in a fresh
-process; with it, the 10,000-user soak at 2 N updates (at most 1,000,000) on the FnApiRunner, for
-the ratio. Peak RSS is the largest sum of the resident sets of the run's process and all its
-descendants (Prism's Go process, worker processes), sampled every 0.2 s, and the run process's own
-``ru_maxrss``. Both kinds of run use ``pipelines.in_process.settings``, as ``run`` does.
+held to the end), written to a JSONL file and read as ``run`` reads a file, through the same job,
+on each runner of ``--runners`` (``fnapi``; ``prism`` with ``--prism`` pointing at its binary), each
+in a fresh process; with it, the 10,000-user soak at 2 N updates (at most 1,000,000) on the
+FnApiRunner, from a file too, for the ratio. Peak RSS is the largest sum of the resident sets of
+the run's process and all its descendants (Prism's Go process, worker processes), sampled every
+0.2 s, and the run process's own ``ru_maxrss``. Both kinds of run use ``pipelines.in_process.settings``, as ``run`` does.
 
     python bench/soak.py --database-url sqlite:////tmp/soak.db [--counts 1000000 5000000]
     python bench/soak.py --database-url sqlite:////tmp/soak.db --distinct 1000000 --runners fnapi prism
@@ -23,11 +23,13 @@ descendants (Prism's Go process, worker processes), sampled every 0.2 s, and the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from typing import Dict, Iterator, List, Tuple
@@ -40,7 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from pipelines import in_process  # noqa: E402
 
-from bench.assemble import CHUNK, START  # noqa: E402
+from bench.assemble import START, stream  # noqa: E402
 
 
 def one_run(count: int, url: str) -> None:
@@ -82,20 +84,20 @@ def distinct_updates(users: int, first: int, last: int) -> Iterator[dict]:
                "user.email": f"u{user}@example.com", "user.ts": at}
 
 
-def generate_distinct(users: int) -> beam.PTransform:
-    """The ``2 * users`` updates, generated inside the pipeline in chunks."""
-    total = 2 * users
-
-    def chunk(index: int) -> Iterator[dict]:
-        return distinct_updates(users, index * CHUNK, min((index + 1) * CHUNK, total))
-    return beam.Create(range((total + CHUNK - 1) // CHUNK)) | beam.FlatMap(chunk)
+def write_jsonl(path: str, updates: Iterator[dict]) -> None:
+    with open(path, "w") as out:
+        for update in updates:
+            out.write(json.dumps(update))
+            out.write("\n")
 
 
-def one_distinct(users: int, url: str, runner: str, prism: str) -> None:
-    """Prints: updates, updates/s, this process's peak RSS (MB), aggregates stored."""
+def one_file(path: str, updates: int, url: str, runner: str, prism: str) -> None:
+    """The bank job over the JSONL file ``path``, read as ``run`` reads it. Prints: updates,
+    updates/s, this process's peak RSS (MB), aggregates stored."""
     import sinks
     from examples.bank import UserRecord, UserTxnAggregate
     from pipelines.build import JobSettings, build_job
+    from pipelines.sources import ReadUpdates
 
     engine = sqlalchemy.create_engine(url)
     for model in (UserRecord, UserTxnAggregate):
@@ -105,8 +107,10 @@ def one_distinct(users: int, url: str, runner: str, prism: str) -> None:
         "--runner", "PrismRunner", "--prism_location", prism]
     options = PipelineOptions(arguments)
     pipeline = beam.Pipeline(options=options)
-    updates = pipeline | "Source" >> generate_distinct(users)
-    build_job(updates, registry, JobSettings(database_url=url, create_tables=True, dead_letters="/tmp/soak-dead"))
+    read = pipeline | "ReadUpdates" >> ReadUpdates(path)
+    # The stream's clock is synthetic (bench.assemble.START onwards), past today for long streams.
+    build_job(read.updates, registry, JobSettings(database_url=url, create_tables=True,
+                                                  dead_letters="/tmp/soak-dead", max_clock_skew=None))
     started = time.perf_counter()
     with in_process.settings(options):
         pipeline.run().wait_until_finish()
@@ -116,7 +120,7 @@ def one_distinct(users: int, url: str, runner: str, prism: str) -> None:
             sqlalchemy.select(sqlalchemy.func.count()).select_from(UserTxnAggregate.__table__)).scalar()
     engine.dispose()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{2 * users} {2 * users / elapsed:.0f} {peak:.0f} {stored}")
+    print(f"{updates} {updates / elapsed:.0f} {peak:.0f} {stored}")
 
 
 def _tree_rss_mb(root: int) -> float:
@@ -142,18 +146,19 @@ def _tree_rss_mb(root: int) -> float:
     return sum(resident.get(pid, 0) for pid in tree) / 2**20
 
 
-def distinct_run(users: int, url: str, runner: str, prism: str) -> Tuple[float, float, float, int]:
+def file_run(path: str, updates: int, url: str, runner: str, prism: str) -> Tuple[float, float, float, int]:
     """(updates/s, peak RSS of the process tree, peak RSS of the run's process, aggregates) of one
-    run in a fresh process."""
-    process = subprocess.Popen([sys.executable, __file__, "--database-url", url, "--one-distinct", str(users),
-                                "--runner", runner, "--prism", prism], stdout=subprocess.PIPE, text=True)
+    run over ``path`` in a fresh process."""
+    process = subprocess.Popen([sys.executable, __file__, "--database-url", url, "--one-file", path,
+                                "--updates", str(updates), "--runner", runner, "--prism", prism],
+                               stdout=subprocess.PIPE, text=True)
     peak_tree = 0.0
     while process.poll() is None:
         peak_tree = max(peak_tree, _tree_rss_mb(process.pid))
         time.sleep(0.2)
     output = process.stdout.read() if process.stdout else ""
     if process.returncode:
-        raise RuntimeError(f"the {runner} run of {users} users exited with {process.returncode}")
+        raise RuntimeError(f"the {runner} run over {path} exited with {process.returncode}")
     _, rate, peak_self, stored = output.strip().splitlines()[-1].split()
     return float(rate), max(peak_tree, float(peak_self)), float(peak_self), int(stored)
 
@@ -190,31 +195,31 @@ def handwritten_rate(count: int, server: str) -> float:
     return float(output.split()[1])
 
 
-# The 10,000-user soak of 2,000,000 updates ends, on the FnApiRunner, with "AssertionError: A
-# total of 1 time-pending bundles did not execute" (a paced sink's processing-time timer, measured
-# with and without ``pipelines.in_process``); 1,000,000 completes.
+# The baseline's updates, at most: enough for its rate to settle, in about a minute.
 BASELINE_MAX = 1_000_000
 
 
 def high_cardinality(users: int, url: str, runners: List[str], prism: str) -> None:
     """The ``--distinct`` runs, and the 10,000-user soak of as many updates (at most
-    ``BASELINE_MAX``), for the ratio."""
+    ``BASELINE_MAX``), for the ratio: each written to a JSONL file first and read as ``run`` reads it."""
     count = min(2 * users, BASELINE_MAX)
-    output = subprocess.run([sys.executable, __file__, "--database-url", url, "--one", str(count)],
-                            check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    baseline = float(output.split()[1])
-    print(f"10,000 users, {count:,} updates (fnapi): {baseline:,.0f} updates/s", file=sys.stderr)
-    lines = [f"soak_10000_users_updates_per_s: {baseline:.0f}"]
-    for runner in runners:
-        rate, peak_tree, peak_self, stored = distinct_run(users, url, runner, prism)
-        print(f"{users:,} users, {2 * users:,} updates ({runner}): {rate:,.0f} updates/s, peak RSS "
-              f"{peak_tree:,.0f} MB (all processes; the run's own {peak_self:,.0f} MB), "
-              f"{stored:,} aggregates", file=sys.stderr)
-        if stored != users:
-            raise RuntimeError(f"{runner}: {stored} aggregates stored for {users} users")
-        lines += [f"distinct_{users}_{runner}_updates_per_s: {rate:.0f}",
-                  f"distinct_{users}_{runner}_peak_rss_mb: {peak_tree:.0f}",
-                  f"distinct_{users}_{runner}_vs_10000_users: {rate / baseline:.2f}"]
+    with tempfile.TemporaryDirectory(prefix="soak-") as directory:
+        baseline_file, distinct_file = os.path.join(directory, "soak.jsonl"), os.path.join(directory, "distinct.jsonl")
+        write_jsonl(baseline_file, stream(count, 10_000, count * 120 // 500_000))
+        write_jsonl(distinct_file, distinct_updates(users, 0, 2 * users))
+        baseline, _, _, _ = file_run(baseline_file, count, url, "fnapi", prism)
+        print(f"10,000 users, {count:,} updates (fnapi): {baseline:,.0f} updates/s", file=sys.stderr)
+        lines = [f"soak_10000_users_updates_per_s: {baseline:.0f}"]
+        for runner in runners:
+            rate, peak_tree, peak_self, stored = file_run(distinct_file, 2 * users, url, runner, prism)
+            print(f"{users:,} users, {2 * users:,} updates ({runner}): {rate:,.0f} updates/s, peak RSS "
+                  f"{peak_tree:,.0f} MB (all processes; the run's own {peak_self:,.0f} MB), "
+                  f"{stored:,} aggregates", file=sys.stderr)
+            if stored != users:
+                raise RuntimeError(f"{runner}: {stored} aggregates stored for {users} users")
+            lines += [f"distinct_{users}_{runner}_updates_per_s: {rate:.0f}",
+                      f"distinct_{users}_{runner}_peak_rss_mb: {peak_tree:.0f}",
+                      f"distinct_{users}_{runner}_vs_10000_users: {rate / baseline:.2f}"]
     print("\n".join(lines))
 
 
@@ -228,13 +233,14 @@ def main() -> None:
     parser.add_argument("--runners", nargs="+", choices=["fnapi", "prism"], default=["fnapi"])
     parser.add_argument("--runner", choices=["fnapi", "prism"], help=argparse.SUPPRESS)
     parser.add_argument("--prism", default=os.path.expanduser("~/go/bin/prism"), help="Prism's binary")
-    parser.add_argument("--one-distinct", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one-file", help=argparse.SUPPRESS)
+    parser.add_argument("--updates", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         one_run(args.one, args.database_url)
         return
-    if args.one_distinct:
-        one_distinct(args.one_distinct, args.database_url, args.runner, args.prism)
+    if args.one_file:
+        one_file(args.one_file, args.updates, args.database_url, args.runner, args.prism)
         return
     if args.distinct:
         high_cardinality(args.distinct, args.database_url, args.runners, args.prism)

@@ -86,6 +86,23 @@ def json_record(raw: bytes, path: Optional[str] = None, line: Optional[int] = No
         return unreadable(path, line, error, raw[:2000].decode("utf-8", "replace"))
 
 
+class _RawReader(io.RawIOBase):
+    """A file that has ``read`` alone (Beam's ``CompressedFile``: no line iterator, nothing
+    ``io.TextIOWrapper`` needs) as a raw stream, to be buffered."""
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__()
+        self.handle = handle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.handle.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 class _ReadFileFn(beam.DoFn):
     def __init__(self, given_format: Optional[str], raw: bool) -> None:
         self.given_format = given_format
@@ -97,6 +114,8 @@ class _ReadFileFn(beam.DoFn):
         kind = format_of(path, self.given_format)
         compression = CompressionTypes.UNCOMPRESSED if kind == "parquet" else CompressionTypes.AUTO
         with FileSystems.open(path, compression_type=compression) as handle:
+            if not isinstance(handle, io.IOBase):      # a compressed file
+                handle = io.BufferedReader(_RawReader(handle))
             records = {"jsonl": self._jsonl, "csv": self._csv, "parquet": self._parquet}[kind](path, handle)
             for record in records:
                 if isinstance(record, TaggedOutput):

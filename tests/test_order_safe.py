@@ -121,3 +121,68 @@ def test_the_assemble_stage_versions_each_entitys_firings_in_the_order_it_made_t
     versions = [version_of(firing) for firing in found["totals"]]
     assert None not in versions and versions == sorted(versions) and len(set(versions)) == len(versions)
     assert [v.clock for v in versions][1:3] == [versions[1].clock] * 2   # the late t2 did not move it
+
+
+class _Cell:
+    """A state cell as a runner keeps it: read, write, add, clear."""
+
+    def __init__(self, bag: bool) -> None:
+        self.bag, self.value = bag, [] if bag else None
+
+    def read(self):
+        return list(self.value) if self.bag else self.value
+
+    def write(self, value) -> None:
+        self.value = value
+
+    def add(self, value) -> None:
+        self.value.append(value)
+
+    def clear(self) -> None:
+        self.value = []
+
+
+class _Shard:
+    """One shard's state, shared by the workers that write it in turn."""
+
+    def __init__(self) -> None:
+        self.last_batch, self.newest = _Cell(bag=False), _Cell(bag=True)
+
+
+def _worker():
+    """The keyed write step's version check alone, as one worker runs it (no database)."""
+    from transforms.sql.table import TableSpec
+    from transforms.sql.write import _ShardWriteBatchFn
+    step = _ShardWriteBatchFn.__new__(_ShardWriteBatchFn)
+    step.spec, step.stale = TableSpec(Total), type("Counter", (), {"inc": lambda self, n=1: None})()
+    step._newest = {}
+    return step
+
+
+def _kept(step, shard: _Shard, rows):
+    token = random.getrandbits(62)
+    kept = step._newer(0, [(row, version) for row, version in rows], shard.last_batch.read(), shard.newest, token)
+    shard.last_batch.write(token)
+    return [(row["user_id"], row["count"]) for row in kept]
+
+
+def test_a_worker_reads_the_versions_again_when_another_wrote_the_shard_since():
+    shard, first, second = _Shard(), _worker(), _worker()
+    assert _kept(first, shard, [({"user_id": "u1", "count": 5}, (5, 0))]) == [("u1", 5)]
+    assert _kept(second, shard, [({"user_id": "u1", "count": 4}, (4, 0)),     # older than the first's
+                                 ({"user_id": "u1", "count": 7}, (7, 0))]) == [("u1", 7)]
+    # The first worker still holds u1 at version 5 in memory, but the shard's token moved on.
+    assert _kept(first, shard, [({"user_id": "u1", "count": 6}, (6, 0))]) == []
+    assert _kept(first, shard, [({"user_id": "u1", "count": 8}, (8, 0))]) == [("u1", 8)]
+
+
+def test_a_shards_versions_are_compacted_as_keys_are_rewritten(monkeypatch):
+    from transforms.sql import write as write_module
+    monkeypatch.setattr(write_module, "COMPACT_AFTER", 10)
+    shard, step = _Shard(), _worker()
+    for n in range(1, 40):
+        _kept(step, shard, [({"user_id": f"u{k}", "count": n}, (n, 0)) for k in range(3)])
+    assert len(shard.newest.value) <= 8                      # not one entry per batch: 39 batches
+    fresh = _worker()                                        # reads the compacted bag
+    assert _kept(fresh, shard, [({"user_id": "u2", "count": 0}, (38, 0)),
+                                ({"user_id": "u0", "count": 39}, (39, 0))]) == [("u0", 39)]
