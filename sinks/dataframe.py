@@ -7,6 +7,7 @@ asked for (``to_arrow()``, ``to_pandas()``, ``to_polars()``), or given (``DataFr
 """
 from __future__ import annotations
 
+import copy
 import math
 import operator
 from datetime import date, datetime, timedelta, timezone
@@ -384,32 +385,46 @@ class DataFrame:
         return [v for v in self._single()[1] if v is not None]
 
 
-_RELATED: Dict[Ref, Tuple[List[str], List[Any], List[str], Optional[str]]] = {}
+# Per has-many parameter: column names, their types, the features they read, each feature's
+# default as ``(value,)`` (``()`` without one), and the time column.
+_RELATED: Dict[Ref, Tuple[List[str], List[Any], List[str], List[Tuple[Any, ...]], Optional[str]]] = {}
 
 
 def related_frame(rows: Sequence[Mapping[str, Any]], ref: Ref, now: datetime) -> DataFrame:
     """The ``DataFrame`` a sink parameter annotated ``ref`` (a has-many relation, perhaps with
     filters and a projection) receives for ``rows`` of the related class (keyed by feature
     name, timestamps as µs since the epoch): every scalar feature of that class, filtered
-    (windows ending at ``now``) and projected as ``ref`` says."""
+    (windows ending at ``now``) and projected as ``ref`` says. A row that never received a
+    feature declaring a default holds the default; a null it received stays null."""
     plan = _RELATED.get(ref)
     if plan is None:
         related = info(ref.leaf.related)
         names, types = schema_of(related.scalars)
         time = related.feature_time
-        plan = (names, types, [f.name for f in related.scalars], None if time is None else column_name(time))
+        defaults = [(f.default,) if f.has_default else () for f in related.scalars]
+        plan = (names, types, [f.name for f in related.scalars], defaults,
+                None if time is None else column_name(time))
         if len(_RELATED) < _MAX_CACHED:
             _RELATED[ref] = plan
-    names, types, attrs, time_column = plan
+    names, types, attrs, defaults, time_column = plan
     frame = DataFrame.__new__(DataFrame)
     frame.time_column, frame.now, frame._arrow = time_column, now, None
     frame._names, frame._types, frame._length = names, types, len(rows)
-    frame._data = {name: [row.get(attr) for row in rows] for name, attr in zip(names, attrs)}
+    frame._data = {name: _column(rows, attr, default) for name, attr, default in zip(names, attrs, defaults)}
     if ref.filters:
         frame = frame.filter(*ref.filters)
     if ref.projection:
         frame = frame[ref.projection]
     return frame
+
+
+def _column(rows: Sequence[Mapping[str, Any]], attr: str, default: Tuple[Any, ...]) -> List[Any]:
+    if not default:
+        return [row.get(attr) for row in rows]
+    value = default[0]
+    if isinstance(value, (list, dict, set)):   # a sink changing one row's default must not change the others'
+        return [row[attr] if attr in row else copy.copy(value) for row in rows]
+    return [row.get(attr, value) for row in rows]
 
 
 class Aggregation:

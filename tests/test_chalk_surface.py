@@ -198,6 +198,35 @@ def test_a_default_fills_a_feature_its_entity_never_received(registry):
     ]
 
 
+def test_a_default_fills_a_feature_a_related_row_never_received(registry):
+    @features
+    class Shelf:
+        id: str
+        books: "DataFrame[Book]"
+
+    @features
+    class Book:
+        id: str
+        shelf_id: Shelf.id
+        kind: Optional[str] = "paperback"
+        tags: list[str] = feature(default=[])
+
+    @sink
+    def stock(sid: Shelf.id, books: Shelf.books, paperbacks: Shelf.books[Book.kind == "paperback"]) -> None:
+        pass
+
+    found, letters, _ = _assemble([stock], [
+        {"shelf.id": "s1"},
+        {"book.id": "b1", "book.shelf_id": "s1"},                                  # never sent: defaults
+        {"book.id": "b2", "book.shelf_id": "s1", "book.kind": None, "book.tags": ["x"]},   # null stays
+    ])
+    assert not letters
+    last = [update for _, update in found["stock"]][-1]
+    books = sorted(last["books"].frame(stock.spec.inputs[1].ref).to_pylist(), key=lambda row: row["book.id"])
+    assert [(row["book.kind"], row["book.tags"]) for row in books] == [("paperback", []), (None, ["x"])]
+    assert last["paperbacks"].frame(stock.spec.inputs[2].ref).count() == 1
+
+
 def test_a_strict_limit_refuses_an_update_and_a_loose_one_counts_it(registry):
     @features
     class Parcel:
