@@ -10,7 +10,8 @@ prints the project's rate against it.
 
 High cardinality (``--distinct N``): N distinct users with two ``user.*`` updates each (uuid,
 full_name, email, ts; the second round of updates after all the first, so every user's state is
-held to the end), written to a JSONL file and read as ``run`` reads a file, through the same job,
+held to the end), written to a JSONL file and read as ``run`` reads a file (on the in-process
+FnApiRunner, in bundles of ``pipelines.sources.RECORDS_PER_BUNDLE`` records), through the same job,
 on each runner of ``--runners`` (``fnapi``; ``prism`` with ``--prism`` pointing at its binary), each
 in a fresh process; with it, the 10,000-user soak at 2 N updates (at most 1,000,000) on the
 FnApiRunner, from a file too, for the ratio. Peak RSS is the largest sum of the resident sets of
@@ -92,12 +93,14 @@ def write_jsonl(path: str, updates: Iterator[dict]) -> None:
 
 
 def one_file(path: str, updates: int, url: str, runner: str, prism: str) -> None:
-    """The bank job over the JSONL file ``path``, read as ``run`` reads it. Prints: updates,
-    updates/s, this process's peak RSS (MB), aggregates stored."""
+    """The bank job over the JSONL file ``path``, read as ``run`` reads it (in bundles of
+    ``RECORDS_PER_BUNDLE`` records on the in-process FnApiRunner). Prints: updates, updates/s,
+    this process's peak RSS (MB), aggregates stored."""
     import sinks
     from examples.bank import UserRecord, UserTxnAggregate
     from pipelines.build import JobSettings, build_job
-    from pipelines.sources import ReadUpdates
+    from pipelines.run import bundled_input
+    from pipelines.sources import RECORDS_PER_BUNDLE, ReadUpdates
 
     engine = sqlalchemy.create_engine(url)
     for model in (UserRecord, UserTxnAggregate):
@@ -107,10 +110,12 @@ def one_file(path: str, updates: int, url: str, runner: str, prism: str) -> None
         "--runner", "PrismRunner", "--prism_location", prism]
     options = PipelineOptions(arguments)
     pipeline = beam.Pipeline(options=options)
-    read = pipeline | "ReadUpdates" >> ReadUpdates(path)
+    input_id = bundled_input(options, list(registry.sinks.values()))
+    read = pipeline | "ReadUpdates" >> ReadUpdates(
+        path, records_per_bundle=RECORDS_PER_BUNDLE if input_id else None, input_id=input_id)
     # The stream's clock is synthetic (bench.assemble.START onwards), past today for long streams.
-    build_job(read.updates, registry, JobSettings(database_url=url, create_tables=True,
-                                                  dead_letters="/tmp/soak-dead", max_clock_skew=None))
+    build_job(read.updates, registry, JobSettings(database_url=url, create_tables=True, dead_letters="/tmp/soak-dead",
+                                                  max_clock_skew=None, input_id=input_id))
     started = time.perf_counter()
     with in_process.settings(options):
         pipeline.run().wait_until_finish()

@@ -40,6 +40,7 @@ class JobSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     write_retry: WriteRetry = field(default_factory=WriteRetry)
     clock: Optional[Clock] = None          # the pacing buffers' processing-time clock
+    input_id: Optional[str] = None         # a file input read in bundles (``pipelines.run.bundled_input``)
 
 
 def source_from_url(url: str) -> SQLSource:
@@ -70,7 +71,7 @@ def build_job(updates: beam.PCollection, registry: Registry, settings: JobSettin
     chosen = selected_sinks(registry, settings.sink_names)
     override = source_from_url(settings.database_url) if settings.database_url else None
     assembled = updates | "Assemble" >> Assemble(chosen, settings.allowed_lateness, settings.as_of,
-                                                 settings.max_clock_skew)
+                                                 settings.max_clock_skew, settings.input_id)
     letters = [*extra_dead_letters, assembled[DEAD_LETTERS]]
     for sink in chosen:
         delivered = assembled[sink.spec.name] | DeliverSink(

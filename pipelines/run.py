@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from typing import Any, Iterable, List, NoReturn, Optional, Sequence, Tuple
 
@@ -20,11 +21,12 @@ from pipelines.live import ReadDirectory, unsupported_runner
 from pipelines.live_clock import LiveClock
 from pipelines.options import SinkOptions, check_url, clock_settings, write_retry
 from pipelines.replay import DeadLetters, mark_replayed, read_dead_letters, replay_branches
-from pipelines.sources import ReadUpdates, check_input, is_stream_url, json_record, read_stream
+from pipelines.sources import RECORDS_PER_BUNDLE, ReadUpdates, check_input, is_stream_url, json_record, read_stream
 from pipelines.summary import counters, show_value, summary_table
 from sinks.registry import Registry
 from sinks.selection import select_sinks
 from sinks.sink import Sink
+from transforms.assemble import reads_in_bundles
 from transforms.dead_letters import DEAD_LETTERS
 from transforms.resolve import ResolveMessages
 from transforms.sql.schema import SchemaMismatchError
@@ -103,12 +105,25 @@ def _options(args: argparse.Namespace, beam_args: List[str]) -> Tuple[PipelineOp
     return pipeline_options(beam_args, args.runner, args.streaming), f"{files} file(s)", None
 
 
+def bundled_input(options: PipelineOptions, sinks: Sequence[Sink]) -> Optional[str]:
+    """An id for a file input that ``ReadUpdates`` reads in bundles of ``RECORDS_PER_BUNDLE``
+    records, and ``Assemble`` over ``sinks`` is told of: when the FnApiRunner runs the job in this
+    process (which otherwise reads it in one bundle) and the sinks' windows allow it
+    (``reads_in_bundles``); None otherwise."""
+    if in_process.runs_in_process(options) and reads_in_bundles(sinks):
+        return uuid.uuid4().hex
+    return None
+
+
 def _read(pipeline: beam.Pipeline, args: argparse.Namespace, live: Optional[ReadDirectory],
-          raw: bool) -> Tuple[beam.PCollection, List[beam.PCollection]]:
-    """The input's records (raw messages with ``raw``, else feature updates) and its dead letters."""
+          raw: bool, input_id: Optional[str]) -> Tuple[beam.PCollection, List[beam.PCollection]]:
+    """The input's records (raw messages with ``raw``, else feature updates) and its dead letters;
+    a file input in bundles when ``input_id`` names it."""
     assert args.input is not None
     if live is None and not is_stream_url(args.input):
-        read = pipeline | "ReadUpdates" >> ReadUpdates(args.input, args.input_format, raw=raw)
+        read = pipeline | "ReadUpdates" >> ReadUpdates(
+            args.input, args.input_format, raw=raw, records_per_bundle=RECORDS_PER_BUNDLE if input_id else None,
+            input_id=input_id)
         return read.updates, [read[DEAD_LETTERS]]
     if live is not None:
         watched = pipeline | "WatchDirectory" >> live
@@ -158,12 +173,13 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
     options, where, live = _options(args, beam_args)
     is_live = live is not None or (args.input is not None and is_stream_url(args.input))
     clock = LiveClock() if live is not None else None
+    input_id = bundled_input(options, chosen) if replay is None and not is_live else None
     settings = JobSettings(
         sink_names=[s.spec.name for s in chosen], dead_letters=args.dead_letters,
         num_shards=args.num_shards, write_shards=args.write_shards,
         create_tables=True if args.create_tables else None, database_url=args.database_url,
         retry=options.view_as(SinkOptions).retry_policy(), write_retry=write_retry(args, is_live),
-        clock=clock, **clock_settings(args))
+        clock=clock, input_id=input_id, **clock_settings(args))
     try:
         pipeline = beam.Pipeline(options=options)
     except ValueError as error:   # Beam refuses the runner it was asked for
@@ -178,7 +194,7 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
                      write_retry=settings.write_retry, write_shards=settings.write_shards,
                      create_tables=settings.create_tables, validate=True))]
         else:
-            records, dead_letters = _read(pipeline, args, live, raw=resolver is not None)
+            records, dead_letters = _read(pipeline, args, live, raw=resolver is not None, input_id=input_id)
         if progress.wanted() and replay is None:
             total = None if is_live else progress.records_in(args.input, args.input_format)
             records = records | "Progress" >> beam.ParDo(progress.ShowProgress(total))

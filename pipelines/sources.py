@@ -4,22 +4,25 @@ Each record is one feature update (``{"user.uuid": "u1", "user.full_name": "Ann"
 CSV and Parquet cells that are empty or null are left out of the update (a partial
 update), since those formats cannot tell "no value" from "unchanged". A record that
 cannot be read (bad JSON, invalid UTF-8, a CSV row with too many cells) goes to the
-``dead_letters`` output with its file and line.
+``dead_letters`` output with its file and line. JSONL and CSV files may be compressed
+(``.gz``, ``.bz2``, ``.zst``, ``.deflate``).
 """
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.core import RestrictionProvider
 
+from transforms.assemble import clock
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 
 FORMATS = ("jsonl", "parquet", "csv")
@@ -86,70 +89,197 @@ def json_record(raw: bytes, path: Optional[str] = None, line: Optional[int] = No
         return unreadable(path, line, error, raw[:2000].decode("utf-8", "replace"))
 
 
-class _RawReader(io.RawIOBase):
-    """A file that has ``read`` alone (Beam's ``CompressedFile``: no line iterator, nothing
-    ``io.TextIOWrapper`` needs) as a raw stream, to be buffered."""
+# Records read from a file in one bundle, for a run on the FnApiRunner in this process. That runner
+# runs a stage's whole input as one bundle, and a keyed stateful step holds a state handle for each
+# key it meets until its bundle ends (~0.9 KB each, and the value it wrote). The reader hands the
+# rest of its file back to the runner after this many records, a checkpoint of a splittable DoFn,
+# and the runner reads it in a new bundle. Measured on the bank job, 200,000 users with two updates
+# each: peak RSS 742 MB in one bundle, 439 MB in bundles of 50,000; 1,000,000 users: 2,754 MB in one
+# bundle, 1,169 MB in bundles of 100,000 (``bench/soak.py --distinct``).
+RECORDS_PER_BUNDLE = 200_000
+
+# A file's reader starts where its restriction starts, in positions its format defines: a text
+# file's byte offsets (of its uncompressed stream), a Parquet file's row numbers. Each record is
+# claimed at its last position, so the rest of the file, split off after it, starts at the next one.
+END = 2**63 - 1
+
+
+class _ResumableTracker(OffsetRestrictionTracker):
+    """Splits a file only where its reader stops by itself (a checkpoint, ``fraction_of_remainder``
+    0): a CSV record may span lines and a compressed file has no offsets of its own, so a split at
+    any other position could fall inside a record."""
+
+    def try_split(self, fraction_of_remainder: float) -> Any:
+        return super().try_split(0) if fraction_of_remainder == 0 else None
+
+
+class _FilePositions(RestrictionProvider):
+    def initial_restriction(self, path: str) -> OffsetRange:
+        return OffsetRange(0, END)
+
+    def create_tracker(self, restriction: OffsetRange) -> _ResumableTracker:
+        return _ResumableTracker(restriction)
+
+    def restriction_size(self, path: str, restriction: OffsetRange) -> int:
+        return 1     # every file weighs the same: the reader splits a file only at its own checkpoints
+
+
+class _Lines:
+    """The lines of a text file, counting where the next line starts (``offset``, in bytes) and
+    how many lines come before it (``line``); ``_ReadFileFn._resume`` moves both on."""
 
     def __init__(self, handle: Any) -> None:
-        super().__init__()
-        self.handle = handle
+        self.handle, self.offset, self.line = handle, 0, 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.handle.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
+    def __iter__(self) -> Iterator[bytes]:
+        # By readline: Beam's compressed files have no line iterator.
+        for raw in iter(self.handle.readline, b""):
+            self.offset += len(raw)
+            self.line += 1
+            yield raw
 
 
 class _ReadFileFn(beam.DoFn):
+    """Reads the records of each file."""
+
     def __init__(self, given_format: Optional[str], raw: bool) -> None:
         self.given_format = given_format
         self.raw = raw
         self.read = Metrics.counter("sinks.source", "updates_read")
         self.unreadable = Metrics.counter("sinks.source", "dead_letters")
 
+    def setup(self) -> None:
+        # (path, offset) → lines before it, where this process stopped reading a text file: its
+        # rest resumes here without counting the lines again.
+        self._lines_before: Dict[Tuple[str, int], int] = {}
+
     def process(self, path: str) -> Iterable[Any]:
+        for _, _, record in self._records(path, 0):
+            self._count(record)
+            yield record
+
+    def _count(self, record: Any) -> None:
+        (self.unreadable if isinstance(record, TaggedOutput) else self.read).inc()
+
+    def _records(self, path: str, start: int) -> Generator[Tuple[int, Optional[int], Any], None, None]:
+        """The records of ``path`` from position ``start``, each with its last position and, in a
+        text file, how many lines come before the next one."""
         kind = format_of(path, self.given_format)
         compression = CompressionTypes.UNCOMPRESSED if kind == "parquet" else CompressionTypes.AUTO
         with FileSystems.open(path, compression_type=compression) as handle:
-            if not isinstance(handle, io.IOBase):      # a compressed file
-                handle = io.BufferedReader(_RawReader(handle))
-            records = {"jsonl": self._jsonl, "csv": self._csv, "parquet": self._parquet}[kind](path, handle)
-            for record in records:
-                if isinstance(record, TaggedOutput):
-                    self.unreadable.inc()
-                else:
-                    self.read.inc()
-                yield record
+            if kind == "parquet":
+                for last, record in self._parquet(handle, start):
+                    yield last, None, record
+                return
+            lines = _Lines(handle)
+            for last, record in (self._jsonl if kind == "jsonl" else self._csv)(path, lines, start):
+                yield last, lines.line, record
+
+    def _resume(self, path: str, lines: _Lines, offset: int) -> None:
+        """Moves ``lines`` to ``offset``, a line's start, knowing how many lines come before it."""
+        if offset <= lines.offset:
+            return
+        before = self._lines_before.pop((path, offset), None)
+        if before is None:          # stopped in another process: count them
+            before = self._count_lines(lines, offset)
+        lines.handle.seek(offset)
+        lines.offset, lines.line = offset, before
+
+    @staticmethod
+    def _count_lines(lines: _Lines, offset: int) -> int:
+        counted, position = lines.line, lines.offset
+        while position < offset:
+            block = lines.handle.read(min(1 << 20, offset - position))
+            if not block:
+                break
+            counted += block.count(b"\n")
+            position += len(block)
+        return counted
 
     def _bad(self, path: str, line: int, error: Exception, text: Any) -> TaggedOutput:
         return unreadable(path, line, error, text)
 
-    def _jsonl(self, path: str, handle: Any) -> Iterable[Any]:
-        for number, raw in enumerate(handle, 1):
+    def _jsonl(self, path: str, lines: _Lines, start: int) -> Iterable[Tuple[int, Any]]:
+        self._resume(path, lines, start)
+        for raw in lines:
             if not raw.strip():
                 continue
-            yield raw.rstrip(b"\r\n") if self.raw else json_record(raw, path, number)
+            yield lines.offset - 1, raw.rstrip(b"\r\n") if self.raw else json_record(raw, path, lines.line)
 
-    def _csv(self, path: str, handle: Any) -> Iterable[Any]:
-        reader = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", errors="strict", newline=""))
-        number = 1
+    def _csv(self, path: str, lines: _Lines, start: int) -> Iterable[Tuple[int, Any]]:
+        reader = csv.reader(raw.decode("utf-8") for raw in lines)
+        last = -1
         try:
-            for number, row in enumerate(reader, 2):
-                if None in row:
-                    yield self._bad(path, number, ValueError("more cells than header columns"), row[None])
+            header = next(reader, None)
+            if header is None:
+                return
+            self._resume(path, lines, start)
+            first_line, last = lines.line + 1, lines.offset - 1
+            for row in reader:
+                number, first_line, last = first_line, lines.line + 1, lines.offset - 1
+                if not row:
                     continue
-                yield {name: value for name, value in row.items() if value not in ("", None)}
+                if len(row) > len(header):
+                    yield last, self._bad(path, number, ValueError("more cells than header columns"),
+                                          row[len(header):])
+                    continue
+                yield last, {name: value for name, value in zip(header, row) if value != ""}
         except (UnicodeDecodeError, csv.Error) as error:
-            yield self._bad(path, number + 1, error, "")
+            # The rest of the file cannot be told into records: one dead letter says where it stops.
+            yield max(lines.offset - 1, last + 1), self._bad(path, lines.line, error, "")
 
-    def _parquet(self, path: str, handle: Any) -> Iterable[Dict[str, Any]]:
+    @staticmethod
+    def _parquet(handle: Any, start: int) -> Iterable[Tuple[int, Dict[str, Any]]]:
         import pyarrow.parquet as pq
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=10_000):
+        parquet = pq.ParquetFile(handle)
+        first = 0
+        groups: List[int] = []
+        for group in range(parquet.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if groups or first + rows > start:
+                groups.append(group)
+            else:
+                first += rows
+        number = first
+        for batch in parquet.iter_batches(batch_size=10_000, row_groups=groups):
             for row in batch.to_pylist():
-                yield {name: value for name, value in row.items() if value is not None}
+                if number >= start:
+                    yield number, {name: value for name, value in row.items() if value is not None}
+                number += 1
+
+
+class _ReadFileInBundlesFn(_ReadFileFn):
+    """Reads the records of each file from where its restriction starts, and hands the rest of
+    the file back to the runner after ``records_per_bundle`` records, to be read in a new bundle.
+    Whether the rest of a file of ``input_id`` waits is known in this process
+    (``transforms.assemble.clock.input_read``): the end of the input is when none does."""
+
+    def __init__(self, given_format: Optional[str], raw: bool, records_per_bundle: int, input_id: str) -> None:
+        super().__init__(given_format, raw)
+        self.records_per_bundle = records_per_bundle
+        self.input_id = input_id
+
+    def process(self, path: str,  # type: ignore[override]
+                tracker: Any = beam.DoFn.RestrictionParam(_FilePositions())) -> Iterable[Any]:
+        start = tracker.current_restriction().start
+        if start:
+            clock.read_resumed(self.input_id)
+        records = self._records(path, start)
+        try:
+            for count, (last, lines_before, record) in enumerate(records, 1):
+                if not tracker.try_claim(last):
+                    return
+                self._count(record)
+                yield record
+                if count == self.records_per_bundle:
+                    if lines_before is not None:
+                        self._lines_before[(path, last + 1)] = lines_before
+                    clock.read_deferred(self.input_id)
+                    tracker.defer_remainder()
+                    return
+        finally:
+            records.close()
+        tracker.try_claim(END)
 
 
 class ReadUpdates(beam.PTransform):
@@ -157,22 +287,34 @@ class ReadUpdates(beam.PTransform):
 
     Returns ``updates`` (dicts) and ``dead_letters`` (records that could not be read).
     Files are read one record at a time, never whole into memory. With ``raw``, JSONL
-    lines are handed on as bytes, unparsed, for a stream resolver.
+    lines are handed on as bytes, unparsed, for a stream resolver. With ``records_per_bundle``,
+    a file's reader hands the rest of the file back to the runner after that many records, to be
+    read in a bundle of its own (see ``RECORDS_PER_BUNDLE``); ``input_id`` then names the input
+    for the ``Assemble`` reading it, which must be given the same.
     """
 
-    def __init__(self, pattern: str, input_format: Optional[str] = None, raw: bool = False) -> None:
+    def __init__(self, pattern: str, input_format: Optional[str] = None, raw: bool = False,
+                 records_per_bundle: Optional[int] = None, input_id: Optional[str] = None) -> None:
         super().__init__()
+        if records_per_bundle is not None and records_per_bundle < 1:
+            raise ValueError(f"records_per_bundle must be positive, not {records_per_bundle}")
+        if (records_per_bundle is None) != (input_id is None):
+            raise ValueError("records_per_bundle and input_id go together")
         self.pattern = pattern
         self.input_format = input_format
         self.raw = raw
+        self.records_per_bundle = records_per_bundle
+        self.input_id = input_id
 
     def expand(self, begin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+        read = (_ReadFileFn(self.input_format, self.raw) if self.records_per_bundle is None or self.input_id is None
+                else _ReadFileInBundlesFn(self.input_format, self.raw, self.records_per_bundle, self.input_id))
         return (
             begin
             | "Match" >> beam.Create([self.pattern])
             | "Paths" >> beam.FlatMap(lambda pattern: [m.path for m in FileSystems.match([pattern])[0].metadata_list])
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadFileFn(self.input_format, self.raw)).with_outputs(DEAD_LETTERS, main=UPDATES))
+            | "Read" >> beam.ParDo(read).with_outputs(DEAD_LETTERS, main=UPDATES))
 
 
 STREAM_SCHEMES = ("pubsub://", "kafka://")

@@ -114,7 +114,7 @@ class _State:
 
 def test_the_routing_step_prunes_rows_past_the_window_horizon_on_its_bucket_clock():
     from transforms.assemble.messages import ROWS, Rel
-    from transforms.assemble.route import RouteRowsFn
+    from transforms.assemble.route import RouteRowsFn, routing_key
 
     plan = _transfers_plan(windowed=True)     # after(days_ago=10), 2 days late at most
     route = RouteRowsFn(plan.root.children.values(), "id")
@@ -124,7 +124,8 @@ def test_the_routing_step_prunes_rows_past_the_window_horizon_on_its_bucket_cloc
 
     def send(tid, days):
         values = {"id": tid, "user_id": "u1", "created_at": days * day}
-        return list(route.process(((ROWS, "7"), [Rel("transfers", "u1", tid, days * day, values)]), state))
+        return list(route.process((routing_key(ROWS, "transfers", "t"), [Rel("transfers", "u1", tid, days * day, values)]),
+                                  state))
 
     def held():
         return sorted(key for _, key in pickle.loads(state.value)[1])

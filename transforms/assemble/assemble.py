@@ -41,7 +41,7 @@ from transforms.assemble import clock
 from transforms.assemble.messages import NEVER, OWN, ROWS, Member, Own, Rel
 from transforms.assemble.parse import BadUpdate, UpdateParser, schemas_of, to_micros
 from transforms.assemble.plan import ClassSchema, Edge, Node, plan_roots
-from transforms.assemble.route import RouteRowsFn, bucket_of
+from transforms.assemble.route import RouteRowsFn, TickingRouteRowsFn, routing_key
 from transforms.assemble.state import GLOBAL_WINDOW, LookupFn, entity_state_fn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group, GroupWithinBundle
@@ -50,19 +50,18 @@ from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Gr
 class _Route(NamedTuple):
     """Where the parser sends the updates of a class: to stage input ``tag``, as the entity's
     own (``edge`` None) or as related rows through ``edge``; ``routed`` when that stage reads
-    them through ``RouteRowsFn``, which takes them keyed ``(OWN, bucket)`` or ``(ROWS, bucket)``."""
+    them through ``RouteRowsFn``, which takes them keyed by ``routing_key``."""
 
     tag: str
     edge: Optional[Edge]
     routed: bool
-    key_type: Any = None     # of the stage's key, for a routed message's bucket
 
 
 class _ParseFn(beam.DoFn):
     """Checks and coerces updates and sends each where ``routes`` say, grouped per key within
     the bundle: ``(key, [Own])`` to the stage of its own class, ``(join value, [Rel])`` to the
-    lookup of each parent whose related row it is; to a stage with a routing step, ``((OWN,
-    bucket), [Own])`` and ``((ROWS, bucket), [Rel])`` (see ``transforms.assemble.route``). Each group
+    lookup of each parent whose related row it is; to a stage with a routing step, ``(key,
+    [Own])`` and ``(key, [Rel])`` keyed by ``routing_key`` (see ``transforms.assemble.route``). Each group
     is stamped with its newest update's event time. Anything unusable goes to dead letters with the reason, and
     then touches no state: every update read counts once, as parsed or as a dead letter.
 
@@ -103,7 +102,7 @@ class _ParseFn(beam.DoFn):
         try:
             namespace, key, time, values = self.parser.parse(update, self._latest)
             routes = self.routes.get(namespace, ())
-            for _, edge, _, _ in routes:
+            for _, edge, _ in routes:
                 if edge is not None:
                     for attr in edge.child_attrs:
                         if attr not in values:
@@ -125,13 +124,13 @@ class _ParseFn(beam.DoFn):
                 clock.advance(self.clock_id, time)
         outputs: List[TaggedOutput] = []
         header: tuple
-        for tag, edge, routed, key_type in routes:
+        for tag, edge, routed in routes:
             if edge is None:
                 # Through a routing step, bucketed too: a keyed step holds a state handle per key
                 # it meets until its bundle ends (~1 KB each; a million users took 1.3 GB more).
-                to, header = ((OWN, bucket_of("", key, key_type)) if routed else key), (Own, time)
+                to, header = (routing_key(OWN, "", key) if routed else key), (Own, time)
             elif routed:        # a null join key too: it may move the row away from a parent
-                to = (ROWS, bucket_of(edge.relation, key, key_type))
+                to = routing_key(ROWS, edge.relation, key)
                 header = (Rel, edge.relation, join_value(values, edge.child_attrs), key, time)
             else:
                 value = join_value(values, edge.child_attrs)
@@ -206,10 +205,15 @@ class Assemble(beam.PTransform):
         (default: the greatest valid event time in the input).
       max_clock_skew: an update whose FeatureTime is further than this after the wall clock
         is dead-lettered (None: no limit).
+      input_id: names a bounded input that a reader of this process may read in several
+        bundles, deferring the rest of a file (``pipelines.sources.ReadUpdates``); then the end
+        of the input is when nothing of it waits (``transforms.assemble.clock.input_read``).
+        Such an input needs :func:`reads_in_bundles` to hold for ``sinks``.
     """
 
     def __init__(self, sinks: Sequence[Sink], allowed_lateness: timedelta = timedelta(0),
-                 as_of: Optional[datetime] = None, max_clock_skew: Optional[timedelta] = timedelta(days=1)) -> None:
+                 as_of: Optional[datetime] = None, max_clock_skew: Optional[timedelta] = timedelta(days=1),
+                 input_id: Optional[str] = None) -> None:
         super().__init__()
         if not sinks:
             raise ValueError("Assemble needs at least one sink")
@@ -221,6 +225,10 @@ class Assemble(beam.PTransform):
         self.schemas = schemas_of(s.spec.root for s in sinks)
         self.as_of = None if as_of is None else to_micros(as_of)
         self.max_clock_skew = max_clock_skew
+        if input_id is not None and not reads_in_bundles(sinks):
+            raise ValueError("a time window over rows not routed to their entity ends by an event-time timer per "
+                             "entity, which an input read in several bundles fires early: read it in one")
+        self.input_id = input_id
         # Names this transform's data clock (``transforms.assemble.clock``) in the workers.
         self.clock_id = uuid.uuid4().hex
 
@@ -232,14 +240,12 @@ class Assemble(beam.PTransform):
         for plan in self.plans:
             for node in plan.root.post_order():
                 routed = bool(_routed_children(node))
-                key_type = _key_type(node.schema, (node.schema.primary,))
                 if node.has_stage:
-                    routes.setdefault(node.schema.namespace, []).append(
-                        _Route(_input_tag(node), None, routed, key_type))
+                    routes.setdefault(node.schema.namespace, []).append(_Route(_input_tag(node), None, routed))
                 for child in node.children.values():
                     if not child.has_stage:                  # routed by its join key
                         assert child.edge is not None
-                        route = (_Route(_input_tag(node), child.edge, True, key_type) if child.edge.child_keyed
+                        route = (_Route(_input_tag(node), child.edge, True) if child.edge.child_keyed
                                  else _Route(_input_tag(child), child.edge, False))
                         routes.setdefault(child.schema.namespace, []).append(route)
         tags = sorted({route.tag for found in routes.values() for route in found})
@@ -256,15 +262,18 @@ class Assemble(beam.PTransform):
         """The stateful stage of ``node``, fed its own updates and its children's rows."""
         key_type = _key_type(node.schema, (node.schema.primary,))
         routed = _routed_children(node)
+        bounded = parsed[DEAD_LETTERS].is_bounded
+        ticked = _ticked_relations(node, sinks) if bounded else None
         if routed:
-            own = (_grouped_input(parsed, node, Tuple[int, key_type])
-                   | f"Route[{node.label}]" >> beam.ParDo(RouteRowsFn(routed, node.schema.primary)).with_output_types(
-                       Tuple[key_type, List[Any]]))
+            route = (TickingRouteRowsFn(routed, node.schema.primary, ticked, self.input_id) if ticked
+                     else RouteRowsFn(routed, node.schema.primary))
+            own = (_grouped_input(parsed, node, int)
+                   | f"Route[{node.label}]" >> beam.ParDo(route).with_output_types(Tuple[key_type, List[Any]]))
         else:
             own = _grouped_input(parsed, node, key_type)
         related = [self._related(child, own, parsed) for child in node.children.values()
                    if child.has_stage or not (child.edge and child.edge.child_keyed)]
-        step = entity_state_fn(node, sinks, self.clock_id, self.as_of, parsed[DEAD_LETTERS].is_bounded)
+        step = entity_state_fn(node, sinks, self.clock_id, self.as_of, bounded, ticked=bool(ticked))
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
         return self._keyed(f"State[{node.label}]", [own], related, step, key_type)
@@ -307,6 +316,27 @@ def _grouped_input(parsed: Any, node: Node, key_type: Any) -> beam.PCollection:
     groups = parsed[_input_tag(node)]
     groups.element_type = convert_to_beam_type(Tuple[key_type, List[Any]])
     return groups
+
+
+def reads_in_bundles(sinks: Sequence[Sink]) -> bool:
+    """Whether ``Assemble`` over ``sinks`` stays right when a bounded input reaches it in several
+    bundles of one stage: no sink reads a time window, or every window reads rows routed to its
+    entity (whose routing step then says when the input ended, see ``TickingRouteRowsFn``)."""
+    for plan in plan_roots([s.spec for s in sinks], timedelta(0)):
+        if any(item.windows for sink in plan.sinks for item in sink.inputs) and not _ticked_relations(
+                plan.root, plan.sinks):
+            return False
+    return True
+
+
+def _ticked_relations(node: Node, sinks: Tuple) -> Optional[frozenset]:
+    """The routed relations the time windows of ``sinks`` read, when every window reads one
+    (None otherwise, or without windows)."""
+    routed = {child.edge.relation for child in _routed_children(node) if child.edge is not None}
+    windowed = [item.path for sink in sinks for item in sink.inputs if item.windows]
+    if not windowed or any(len(path) != 1 or path[0] not in routed for path in windowed):
+        return None
+    return frozenset(path[0] for path in windowed)
 
 
 def _routed_children(node: Node) -> List[Node]:

@@ -57,6 +57,33 @@ def withdraw(clock_id: str) -> None:
         pass
 
 
+# An input's id → how many of its files a reader in this process stopped reading part-way, the
+# rest deferred to a later bundle (``pipelines.sources``). The FnApiRunner delivers the timers a
+# bundle set before the next bundle's input, so an end-of-input timer can fire while such a rest is
+# still to be read.
+_DEFERRED_READS: Dict[str, int] = {}
+
+
+def read_deferred(input_id: str) -> None:
+    """A reader of ``input_id`` left the rest of a file for a later bundle."""
+    _DEFERRED_READS[input_id] = _DEFERRED_READS.get(input_id, 0) + 1
+
+
+def read_resumed(input_id: str) -> None:
+    """A reader of ``input_id`` started on the rest of a file it had deferred."""
+    left = _DEFERRED_READS.get(input_id, 0) - 1
+    if left > 0:
+        _DEFERRED_READS[input_id] = left
+    else:
+        _DEFERRED_READS.pop(input_id, None)
+
+
+def input_read(input_id: Optional[str]) -> bool:
+    """Whether nothing of input ``input_id`` waits to be read in this process (always, without an id:
+    its reader reads each file in one go)."""
+    return input_id is None or input_id not in _DEFERRED_READS
+
+
 def latest(clock_id: str, as_of: Optional[int]) -> int:
     """The latest instant a window may be evaluated at: ``as_of`` when given, else the data clock
     of every worker process of this machine."""

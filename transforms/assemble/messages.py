@@ -43,6 +43,13 @@ class Rel(NamedTuple):
     values: Optional[Dict[str, Any]]
 
 
+class Tick(NamedTuple):
+    """A bounded input has ended: the entity evaluates its time windows as of the input's final
+    clock (see ``transforms.assemble.route``). Untimed, like an update without a FeatureTime."""
+
+    time: Optional[int] = None
+
+
 class Member(NamedTuple):
     """For a lookup: the parent ``parent`` now holds this lookup's join value."""
 

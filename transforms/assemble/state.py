@@ -31,7 +31,7 @@ from apache_beam.utils import windowed_value
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.assemble import clock
-from transforms.assemble.messages import NEVER, OLDER, ROW, TIME, HeldRow, Member, Own, Rel
+from transforms.assemble.messages import NEVER, OLDER, ROW, TIME, HeldRow, Member, Own, Rel, Tick
 from transforms.assemble.parse import moment
 from transforms.assemble.plan import Edge, Node, SinkPlan, WindowPlan
 from transforms.assemble.related import RelatedRows
@@ -47,6 +47,8 @@ GLOBAL_WINDOW = (GlobalWindow(),)
 # fired at 0); they are set at the due instant rounded up, and evaluate at the exact one.
 _MS = 1000
 _LAST_TIMER = GlobalWindow().max_timestamp().micros // _MS * _MS - _MS
+# Where a timer waiting for the end of a bounded input is set: the watermark passes it only then.
+END_OF_INPUT = Timestamp(micros=_LAST_TIMER)
 
 
 def micros(value: Optional[timedelta]) -> Optional[int]:
@@ -412,15 +414,20 @@ class WindowedEntityStateFn(EntityStateFn):
     finds nothing changed and is set for the next change. On a bounded input the watermark
     stays behind every event time until the input ends, so the timer waits for the end and
     evaluates the windows once, as of the input's final clock: one firing per entity whose
-    windows change after its own clock, not one per change.
+    windows change after its own clock, not one per change. When every window reads rows routed
+    to the entity (``transforms.assemble.route``), the routing step's ``Tick`` says the input
+    ended instead, and the entity sets no timer (``ticked``).
     """
 
     WINDOW_TIMER = TimerSpec("window", TimeDomain.WATERMARK)
 
     def __init__(self, node: Node, sinks: Tuple[SinkPlan, ...], clock_id: str, as_of: Optional[int],
-                 bounded: bool) -> None:
+                 bounded: bool, ticked: bool = False) -> None:
         super().__init__(node, sinks, clock_id, as_of)
         self.bounded = bounded
+        # Bounded, its windows read only routed rows: the routing step in front of it tells each
+        # entity the input ended (a ``Tick``, see ``transforms.assemble.route``), and no timer is set.
+        self.ticked = ticked
 
     def start_bundle(self) -> None:
         # The data clock, read once per bundle (from files: see ``transforms.assemble.clock``).
@@ -430,8 +437,17 @@ class WindowedEntityStateFn(EntityStateFn):
                 timer=beam.DoFn.TimerParam(WINDOW_TIMER)) -> Iterable[Any]:
         key, messages = element
         state = EntityState.of(_load(stored))
-        yield from self._receive(state, key, messages)
-        self._arm(state, key, timer)
+        if self.ticked:
+            updates = [message for message in messages if type(message) is not Tick]
+            if updates:
+                yield from self._receive(state, key, updates)
+            if len(updates) < len(messages):
+                latest = self._data_clock()
+                if latest > state.now:
+                    yield from self._evaluate(state, key, latest)
+        else:
+            yield from self._receive(state, key, messages)
+            self._arm(state, key, timer)
         _store(stored, state.fields())
 
     @on_timer(WINDOW_TIMER)
@@ -442,20 +458,11 @@ class WindowedEntityStateFn(EntityStateFn):
         if due is None:
             return
         state.due = None
-        # Never past the data (or ``as_of``): at the end of a bounded input, or a drain, the
-        # watermark jumps to +infinity, and windows evaluated there would all be empty.
-        if self._latest is None:
-            self._latest = clock.latest(self.clock_id, self.as_of)
-        latest = self._latest
+        latest = self._data_clock()
         target = latest if self.bounded else due
         if target <= latest:
             if target > state.now:
-                before = state.now
-                state.fired = target
-                resolved: Dict[str, Any] = {}
-                changed = [index for index, windows in enumerate(self.windows)
-                           if windows and self._windows_changed(state, key, index, before, target, resolved)]
-                yield from self._outputs(state, key, changed, target)
+                yield from self._evaluate(state, key, target)
             if self.bounded:
                 return      # the input has ended: nothing reads this state again
             if self.prunes:
@@ -463,6 +470,22 @@ class WindowedEntityStateFn(EntityStateFn):
             self._arm(state, key, timer)
         # else: the watermark passed the data; an update for this entity arms the timer again.
         _store(stored, state.fields())
+
+    def _data_clock(self) -> int:
+        """Never past the data (or ``as_of``): at the end of a bounded input, or a drain, the
+        watermark jumps to +infinity, and windows evaluated there would all be empty."""
+        if self._latest is None:
+            self._latest = clock.latest(self.clock_id, self.as_of)
+        return self._latest
+
+    def _evaluate(self, state: EntityState, key: Any, target: int) -> List[TaggedOutput]:
+        """Fires the sinks whose windows gained or lost a row as "now" moved to ``target``."""
+        before = state.now
+        state.fired = target
+        resolved: Dict[str, Any] = {}
+        changed = [index for index, windows in enumerate(self.windows)
+                   if windows and self._windows_changed(state, key, index, before, target, resolved)]
+        return self._outputs(state, key, changed, target)
 
     def _arm(self, state: EntityState, key: Any, timer: Any) -> None:
         if self.bounded:
@@ -477,10 +500,11 @@ class WindowedEntityStateFn(EntityStateFn):
 
 
 def entity_state_fn(node: Node, sinks: Tuple[SinkPlan, ...] = (), clock_id: str = "",
-                    as_of: Optional[int] = None, bounded: bool = False) -> EntityStateFn:
-    """The state step of ``node``: with a window timer when a sink reads a time window."""
+                    as_of: Optional[int] = None, bounded: bool = False, ticked: bool = False) -> EntityStateFn:
+    """The state step of ``node``: with a window timer when a sink reads a time window (on a
+    bounded input, ``ticked``: told the input ended by the routing step in front of it instead)."""
     if any(item.windows for sink in sinks for item in sink.inputs):
-        return WindowedEntityStateFn(node, sinks, clock_id, as_of, bounded)
+        return WindowedEntityStateFn(node, sinks, clock_id, as_of, bounded, ticked)
     return EntityStateFn(node, sinks, clock_id, as_of)
 
 
