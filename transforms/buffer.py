@@ -43,6 +43,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.group_within_bundle import MAX_GROUP, GroupWithinBundle
+from transforms.timer_names import with_timers_named
 
 Clock = Callable[[], float]
 
@@ -183,6 +184,8 @@ class Buffer(beam.PTransform):
       max_delay: flush at the latest this long after the first buffered value arrived.
       clock: seconds since the epoch on the runner's processing-time clock; ``time.time`` by
         default. A live run on the DirectRunner passes :class:`pipelines.live_clock.LiveClock`.
+      name: what the step's timers are named after (``transforms.timer_names``; default: the
+        label it is applied under); each ``Buffer`` of a pipeline needs a name of its own.
 
     At least one option must be set. Whatever is buffered at the end of a bounded input (or on
     drain) is flushed then; nothing is dropped. On a bounded input only ``buffer_size`` and the
@@ -190,7 +193,8 @@ class Buffer(beam.PTransform):
     """
 
     def __init__(self, buffer_size: Optional[int] = None, debounce: Optional[timedelta] = None,
-                 max_delay: Optional[timedelta] = None, clock: Optional[Clock] = None) -> None:
+                 max_delay: Optional[timedelta] = None, clock: Optional[Clock] = None,
+                 name: Optional[str] = None) -> None:
         super().__init__()
         if buffer_size is None and debounce is None and max_delay is None:
             raise ValueError("Buffer needs buffer_size, debounce or max_delay")
@@ -198,6 +202,7 @@ class Buffer(beam.PTransform):
             raise ValueError(f"buffer_size must be positive, not {buffer_size}")
         self.buffer_size, self.debounce, self.max_delay = buffer_size, debounce, max_delay
         self.clock = clock or time.time
+        self.name = name
         self._max_group = min(buffer_size or MAX_GROUP, MAX_GROUP)
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
@@ -207,7 +212,7 @@ class Buffer(beam.PTransform):
         return (pcoll
                 | "GroupWithinBundle" >> beam.ParDo(GroupWithinBundle(self._max_group)).with_output_types(
                     Tuple[key_type, Any])
-                | "Buffer" >> beam.ParDo(self._buffer_fn(pcoll.is_bounded)))
+                | "Buffer" >> beam.ParDo(with_timers_named(self._buffer_fn(pcoll.is_bounded), self.name or self.label)))
 
     def _buffer_fn(self, bounded: bool) -> _BufferFn:
         if bounded:      # paced by buffer_size and the end of the input (see the module's docstring)

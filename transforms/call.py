@@ -239,6 +239,7 @@ class CallSink(beam.PTransform):
                 updates
                 | "Shard" >> beam.Map(lambda kv: (shard_of(kv[0], num_shards), (kv[0], kv[1]) if plain else kv)
                                       ).with_output_types(Tuple[int, Any])
-                | "Pace" >> Buffer(pacing.buffer_size, pacing.debounce, pacing.max_delay, self.clock))
+                | "Pace" >> Buffer(pacing.buffer_size, pacing.debounce, pacing.max_delay, self.clock,
+                                   name=self.sink.spec.name))
         return updates | "Call" >> beam.ParDo(
             _CallFn(self.sink, pacing is not None, self.retry)).with_outputs(DEAD_LETTERS, main=RESULTS)

@@ -45,6 +45,7 @@ from transforms.assemble.route import RouteRowsFn, TickingRouteRowsFn, routing_k
 from transforms.assemble.state import GLOBAL_WINDOW, LookupFn, entity_state_fn, join_value
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group, GroupWithinBundle
+from transforms.timer_names import with_timers_named
 
 
 class _Route(NamedTuple):
@@ -265,15 +266,16 @@ class Assemble(beam.PTransform):
         bounded = parsed[DEAD_LETTERS].is_bounded
         ticked = _ticked_relations(node, sinks) if bounded else None
         if routed:
-            route = (TickingRouteRowsFn(routed, node.schema.primary, ticked, self.input_id) if ticked
-                     else RouteRowsFn(routed, node.schema.primary))
+            route = (with_timers_named(TickingRouteRowsFn(routed, node.schema.primary, ticked, self.input_id),
+                                       node.label) if ticked else RouteRowsFn(routed, node.schema.primary))
             own = (_grouped_input(parsed, node, int)
                    | f"Route[{node.label}]" >> beam.ParDo(route).with_output_types(Tuple[key_type, List[Any]]))
         else:
             own = _grouped_input(parsed, node, key_type)
         related = [self._related(child, own, parsed) for child in node.children.values()
                    if child.has_stage or not (child.edge and child.edge.child_keyed)]
-        step = entity_state_fn(node, sinks, self.clock_id, self.as_of, bounded, ticked=bool(ticked))
+        step = with_timers_named(entity_state_fn(node, sinks, self.clock_id, self.as_of, bounded, ticked=bool(ticked)),
+                                 node.label)
         if sinks:
             step = beam.ParDo(step).with_outputs(*[s.name for s in sinks])
         return self._keyed(f"State[{node.label}]", [own], related, step, key_type)

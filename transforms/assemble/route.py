@@ -180,9 +180,8 @@ class TickingRouteRowsFn(RouteRowsFn):
     and bundle, not one per entity.
     """
 
-    # Named apart from every other timer of the project: the FnApiRunner keeps a stage's timers in
-    # buffers named after the timer alone, and with the pacing buffer's timer "end" in the same
-    # stage, these were lost in 4 of 8 runs of the bank job.
+    # Named apart from the pacing buffer's "end" even before ``with_timers_named`` adds the step's
+    # name (see ``transforms.timer_names``): a sink may be named like a class.
     END = TimerSpec("routed_rows_end", TimeDomain.WATERMARK)
 
     def __init__(self, children: Iterable[Node], primary: str, ticked: Iterable[str],
