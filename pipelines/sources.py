@@ -10,6 +10,7 @@ cannot be read (bad JSON, invalid UTF-8, a CSV row with too many cells) goes to 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
@@ -97,6 +98,9 @@ def json_record(raw: bytes, path: Optional[str] = None, line: Optional[int] = No
 # each: peak RSS 742 MB in one bundle, 439 MB in bundles of 50,000; 1,000,000 users: 2,754 MB in one
 # bundle, 1,169 MB in bundles of 100,000 (``bench/soak.py --distinct``).
 RECORDS_PER_BUNDLE = 200_000
+
+# Records claimed together (see ``_ReadFileInBundlesFn.process``).
+CLAIMED_TOGETHER = 1000
 
 # A file's reader starts where its restriction starts, in positions its format defines: a text
 # file's byte offsets (of its uncompressed stream), a Parquet file's row numbers. Each record is
@@ -265,13 +269,22 @@ class _ReadFileInBundlesFn(_ReadFileFn):
         if start:
             clock.read_resumed(self.input_id)
         records = self._records(path, start)
+        left = self.records_per_bundle
         try:
-            for count, (last, lines_before, record) in enumerate(records, 1):
+            # Claimed a run of records at a time: each claim takes the tracker's lock and checks
+            # the position, work a record need not pay for.
+            while True:
+                run = list(itertools.islice(records, min(CLAIMED_TOGETHER, left)))
+                if not run:
+                    break
+                last, lines_before, _ = run[-1]
                 if not tracker.try_claim(last):
                     return
-                self._count(record)
-                yield record
-                if count == self.records_per_bundle:
+                for _, _, record in run:
+                    self._count(record)
+                    yield record
+                left -= len(run)
+                if not left:
                     if lines_before is not None:
                         self._lines_before[(path, last + 1)] = lines_before
                     clock.read_deferred(self.input_id)
