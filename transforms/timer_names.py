@@ -7,7 +7,10 @@ the timers a bundle set in buffers named after the timer alone, for the whole pi
 step's timers clears the others'. Measured on the FnApiRunner: with two paced sinks in one job,
 one of them lost its end-of-input flush in each of 6 runs (50 of 150 updates never delivered,
 which sink varying), and the routing step's timer, named like the pacing buffer's, was lost in 4
-of 8 runs. ``with_timers_named`` gives a DoFn's timers names of the step's own.
+of 8 runs. ``with_timers_named`` gives a DoFn's timers names of the step's own. It copies the
+DoFn's class with new ``TimerSpec``s, which Beam's internals tie to ``process`` and the
+``on_timer`` callbacks (``_TimerDoFnParam``, ``_attached_callback``); tests/test_buffer.py fails
+if that stops working.
 """
 from __future__ import annotations
 
