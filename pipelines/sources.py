@@ -96,7 +96,8 @@ def json_record(raw: bytes, path: Optional[str] = None, line: Optional[int] = No
 # rest of its file back to the runner after this many records, a checkpoint of a splittable DoFn,
 # and the runner reads it in a new bundle. Measured on the bank job, 200,000 users with two updates
 # each: peak RSS 742 MB in one bundle, 439 MB in bundles of 50,000; 1,000,000 users: 2,754 MB in one
-# bundle, 1,169 MB in bundles of 100,000 (``bench/soak.py --distinct``).
+# bundle, 1,169 MB in bundles of 100,000, 1,325 MB in bundles of 200,000 (``bench/soak.py
+# --distinct``), which keeps a file of fewer records than that in one bundle.
 RECORDS_PER_BUNDLE = 200_000
 
 # Records claimed together (see ``_ReadFileInBundlesFn.process``).

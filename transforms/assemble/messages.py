@@ -18,9 +18,9 @@ NEVER = MIN_TIMESTAMP.micros
 
 
 # A stage whose class has rows routed to it (``transforms.assemble.route``) takes its messages
-# keyed ``(OWN, bucket)`` (the entity's own updates, by a bucket of entity keys) or ``(ROWS,
-# bucket)`` (updates of related rows whose keys fall in that bucket), and passes them on keyed by
-# the entity.
+# keyed by ``routing_key``: their kind, ``OWN`` (the entity's own updates, by a bucket of entity
+# keys) or ``ROWS`` (updates of related rows whose keys fall in that bucket), and the bucket, as
+# one int; it passes them on keyed by the entity.
 OWN: Final = 0
 ROWS: Final = 1
 

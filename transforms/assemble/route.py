@@ -12,12 +12,12 @@ the whole row; otherwise the parent receives the merged row.
 Its input is one output of the parser, so the runner fuses parser, this step and the parent's
 stage (a ``Flatten`` of two inputs there makes the FnApiRunner hold its whole input): the
 parent's own updates pass through, regrouped with the rows sent to the same parent. Both come
-bucketed (``routing_key``), the parent's own by the parent's key, the rows by theirs: a keyed step holds
-a state handle for each key it meets until its bundle ends, which the FnApiRunner makes the whole
-input (~1 KB per key: keyed by the parent itself, a million users took 1.3 GB more). Rows are kept per bucket of row
-keys, not per row key: visiting a bucket prunes its rows that have left every window (per row
-key, a row no update reaches again would be held for good, and a batch runner never fires the
-timers that could drop it).
+bucketed (``routing_key``), the parent's own by the parent's key, the rows by theirs: a keyed
+step holds a state handle for each key it meets until its bundle ends, which the FnApiRunner
+makes the whole input (~1 KB per key: keyed by the parent itself, a million users took 1.3 GB
+more). Rows are kept per bucket of row keys, not per row key: visiting a bucket prunes its rows
+that have left every window (per row key, a row no update reaches again would be held for good,
+and a batch runner never fires the timers that could drop it).
 """
 from __future__ import annotations
 
