@@ -81,7 +81,7 @@ def test_a_csv_record_spanning_lines_is_read_once_across_bundles(tmp_path):
         writer.writerow(["user.uuid", "user.full_name"])
         for i in range(10):
             writer.writerow([f"u{i}", f"line one\nline two {i}" if i % 3 == 0 else f"N{i}"])
-        out.write("u-extra,x,too many\n")       # line 16 (four records span two lines)
+        out.write('u-extra,"x\ny",too many\n')   # lines 16-17 (four records above span two lines)
         writer.writerow(["u-last", ""])          # an empty cell: left out of the update
     updates = [{"user.uuid": f"u{i}", "user.full_name": f"line one\nline two {i}" if i % 3 == 0 else f"N{i}"}
                for i in range(10)] + [{"user.uuid": "u-last"}]
