@@ -249,7 +249,7 @@ def run_job(registry: Registry, args: argparse.Namespace, beam_args: List[str]) 
         print("tables now hold: " + ", ".join(f"{table} {rows:,} rows" for table, rows in stored))
     if options.view_as(StandardOptions).runner in ("BundleBasedDirectRunner", "DirectRunner"):
         print("note: the DirectRunner reports the metrics of only some bundles; counts above may be low")
-    # Records read, not updates parsed plus dead letters: an update missing one join key is both.
+    # Records read, which the parser's dead letters are among; updates parsed when no file was read.
     values = counters(result)
     count = max(values.get("sinks.source", {}).get("updates_read", 0),
                 values.get("sinks.assemble", {}).get("updates", 0))

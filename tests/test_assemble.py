@@ -517,9 +517,10 @@ def test_lookup_fan_out_follows_arrival_order_not_the_hash_seed():
     assert isinstance(pickle.loads(stored.value)[1], dict)
 
 
-def test_every_update_counts_once_accepted_or_dead_lettered(bank):
-    # Defect 12: an update applied to one relation but dead-lettered for lacking a join key only
-    # a second relation needs was counted both accepted and rejected.
+def test_an_update_of_a_related_row_without_its_join_key_updates_the_row_where_its_key_placed_it(bank):
+    # A status change names the transfer, not its user: it merges into the row the earlier
+    # update placed with u1, in whatever order the two arrive; a row no update has yet placed
+    # belongs to no one until one does.
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     User, Account, Transfer = bank
 
@@ -527,20 +528,37 @@ def test_every_update_counts_once_accepted_or_dead_lettered(bank):
     def titles(uid: User.uuid, title: User.account.title):
         pass
 
+    @sink
+    def settled(uid: User.uuid, txns: User.transfers[Transfer.status == "successful"]):
+        pass
+
     updates = [
         {"user.uuid": "u1", "user.full_name": "Ann", "user.ts": at(0)},
         {"account.id": "a1", "account.user_id": "u1", "account.title": "Gold"},
-        {"account.id": "a1", "account.title": "Silver"},                 # no join key: one dead letter
+        {"account.id": "a1", "account.title": "Silver"},                        # untimed: applies last
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "pending",
+         "transfer.amount": 5.0, "transfer.created_at": at(1)},
+        {"transfer.id": "t1", "transfer.status": "successful", "transfer.created_at": at(2)},
+        {"transfer.id": "t2", "transfer.status": "successful", "transfer.created_at": at(3)},  # placed later
+        {"transfer.id": "t3", "transfer.status": "successful", "transfer.amount": 1.0,
+         "transfer.created_at": at(4)},                                          # never placed
+        {"transfer.id": "t2", "transfer.user_id": "u1", "transfer.status": "pending",
+         "transfer.amount": 2.0, "transfer.created_at": at(1)},                  # older: status stays
     ]
-    _COLLECTED.clear()
-    _COLLECTED[DEAD_LETTERS] = []
-    pipeline = beam.Pipeline(runner=FnApiRunner())
-    outputs = pipeline | beam.Create(updates, reshuffle=False) | Assemble([titles])
-    outputs[DEAD_LETTERS] | beam.Map(_collect, DEAD_LETTERS)
-    result = pipeline.run()
-    result.wait_until_finish()
-    counted = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
-               if c.key.metric.namespace == "sinks.assemble"}
-    assert counted == {"updates": 2, "dead_letters": 1}
-    assert len(_COLLECTED[DEAD_LETTERS]) == 1
-    assert "must carry its join key 'account.user_id'" in _COLLECTED[DEAD_LETTERS][0]["error"]
+    for order in (updates, [updates[0], updates[2], updates[1]] + updates[3:][::-1]):
+        _COLLECTED.clear()
+        _COLLECTED.update({DEAD_LETTERS: [], titles.spec.name: [], settled.spec.name: []})
+        pipeline = beam.Pipeline(runner=FnApiRunner())
+        outputs = pipeline | beam.Create(order, reshuffle=False) | Assemble([titles, settled])
+        for name in _COLLECTED:
+            outputs[name] | f"Collect[{name}]" >> beam.Map(_collect, name)
+        result = pipeline.run()
+        result.wait_until_finish()
+        counted = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+                   if c.key.metric.namespace == "sinks.assemble" and c.key.metric.name in ("updates", "dead_letters")}
+        assert counted == {"updates": len(updates)} and _COLLECTED[DEAD_LETTERS] == []
+        last_title = [update["title"] for _, update in _COLLECTED[titles.spec.name]][-1]
+        assert last_title == ("Silver" if order is updates else "Gold")    # untimed: in arrival order
+        last = _COLLECTED[settled.spec.name][-1][1]["txns"]
+        assert {(row["transfer.id"], row["transfer.amount"]) for row in last.frame(settled.spec.inputs[1].ref)} \
+            == {("t1", 5.0), ("t2", 2.0)}

@@ -32,7 +32,6 @@ CORPUS = [
     b'{"user.uuid": "u-bad-7", "user.full_name": null}',                        # null, not Optional
     b'"just a string"',                                                         # not an object
     b'{"user.uuid": "u-bad-8", "account.title": "x"}',                          # two namespaces
-    b'{"transfer.id": "t-bad-4", "transfer.status": "successful"}',             # related row without its join key
 ]
 
 

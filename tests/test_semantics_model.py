@@ -11,10 +11,11 @@ file read in bundles of three updates.
 The rules the model states:
 - an attribute (of an entity or of a related row) holds the value of the timed update with
   the greatest time, or of an untimed update that arrived after it (arrival order);
-- a FeatureTime more than a day after the wall clock is refused, and so is a related row's
-  update without its join key;
+- a FeatureTime more than a day after the wall clock is refused;
 - time windows are evaluated as of the input's final clock: the greatest valid event time;
-- a transfer belongs to the user its latest ``user_id`` names (moved, it leaves the old one);
+- a transfer belongs to the user its latest ``user_id`` names (moved, it leaves the old one); an
+  update without ``user_id`` merges into the row as any other, and a row none has named a user
+  belongs to no one;
 - a user is known from its first update or its first transfer; a sink fires for a user once
   every input it needs is known. A user only an outdated ``user_id`` ever named may be called
   (with nothing) or not, depending on the order: it has no features and no rows.
@@ -86,20 +87,18 @@ def model(updates: List[dict]) -> Dict[str, Dict[str, Any]]:
                 continue                              # refused: null, not Optional
             _merge(users.setdefault(values["uuid"], {}), values, time)
         else:
-            if "user_id" not in values:
-                continue                              # refused: no join key
             _merge(rows.setdefault(values["id"], {}), values, time)
         if time is not None:
             clock = time if clock is None else max(clock, time)
     final = {tid: {a: v[0] for a, v in row.items()} for tid, row in rows.items()}
     for row in final.values():
-        if row["user_id"] is not None:
+        if row.get("user_id") is not None:
             users.setdefault(row["user_id"], {})
     result: Dict[str, Dict[str, Any]] = {"named": {}, "recent": {}, "settled": {}}
     for uid, held in users.items():
         if held.get("full_name", [None])[0] is not None:
             result["named"][uid] = held["full_name"][0]
-        mine = {tid: row for tid, row in final.items() if row["user_id"] == uid}
+        mine = {tid: row for tid, row in final.items() if row.get("user_id") == uid}
         result["recent"][uid] = sorted(
             tid for tid, row in mine.items() if row.get("status") == "ok" and row.get("created_at")
             and clock - 10 * 24 * HOUR <= _micros(row["created_at"]) <= clock)

@@ -102,12 +102,6 @@ class _ParseFn(beam.DoFn):
         # drain is emitted lazily, group by group (see ``BundleGroups.drain``).
         try:
             namespace, key, time, values = self.parser.parse(update, self._latest)
-            routes = self.routes.get(namespace, ())
-            for _, edge, _ in routes:
-                if edge is not None:
-                    for attr in edge.child_attrs:
-                        if attr not in values:
-                            raise self._unplaced(namespace, edge)
         except BadUpdate as error:
             self.rejected.inc()
             self.parser.violations = 0
@@ -125,12 +119,14 @@ class _ParseFn(beam.DoFn):
                 clock.advance(self.clock_id, time)
         outputs: List[TaggedOutput] = []
         header: tuple
-        for tag, edge, routed in routes:
+        for tag, edge, routed in self.routes.get(namespace, ()):
             if edge is None:
                 # Through a routing step, bucketed too: a keyed step holds a state handle per key
                 # it meets until its bundle ends (~1 KB each; a million users took 1.3 GB more).
                 to, header = (routing_key(OWN, "", key) if routed else key), (Own, time)
-            elif routed:        # a null join key too: it may move the row away from a parent
+            elif routed:
+                # With its join key or without (a partial update, or ``null``): the routing step
+                # places the row by the join key merged from all its updates.
                 to = routing_key(ROWS, edge.relation, key)
                 header = (Rel, edge.relation, join_value(values, edge.child_attrs), key, time)
             else:
@@ -148,14 +144,6 @@ class _ParseFn(beam.DoFn):
         if self._groups.full:
             return itertools.chain(outputs, map(_tagged_group, self._groups.drain()))
         return outputs
-
-    @staticmethod
-    def _unplaced(namespace: str, edge: Edge) -> BadUpdate:
-        """An update of a related row must say which parent it belongs to: it carries its join
-        key (``null`` when it belongs to none)."""
-        needed = ", ".join(f"'{namespace}.{a}'" for a in edge.child_attrs)
-        return BadUpdate(f"an update of a related row must carry its join key {needed} "
-                         f"(relation '{edge.relation}')")
 
     def finish_bundle(self) -> Iterable[TaggedOutput]:
         self.parsed.inc(self._parsed)
