@@ -5,11 +5,13 @@ CSV and Parquet cells that are empty or null are left out of the update (a parti
 update), since those formats cannot tell "no value" from "unchanged". A record that
 cannot be read (bad JSON, invalid UTF-8, a CSV row with too many cells) goes to the
 ``dead_letters`` output with its file and line. JSONL and CSV files may be compressed
-(``.gz``, ``.bz2``, ``.zst``, ``.deflate``).
+(``.gz``, ``.bz2``, ``.zst``, ``.deflate``); a CSV file's lines may end in ``\n``, ``\r\n``
+or ``\r``.
 """
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import re
@@ -130,18 +132,65 @@ class _FilePositions(RestrictionProvider):
 
 
 class _Lines:
-    """The lines of a text file, counting where the next line starts (``offset``, in bytes) and
-    how many lines come before it (``line``); ``_ReadFileFn._resume`` moves both on."""
+    """The lines of a text file, read a block at a time, counting where the next line starts
+    (``offset``, in bytes) and how many lines come before it (``line``). A CSV file's lines end at
+    ``\n``, ``\r\n`` or a bare ``\r`` (``any_line_end``), as Python's csv module reads them (old
+    spreadsheets end lines in ``\r``); a JSONL file's at ``\n``."""
 
-    def __init__(self, handle: Any) -> None:
+    # Blocks, not ``readline``: Beam's compressed files build a buffer per line there, and take no
+    # size limit, so a file of ``\r`` line ends would come back as one line.
+    BLOCK = 1 << 20
+
+    def __init__(self, handle: Any, any_line_end: bool) -> None:
         self.handle, self.offset, self.line = handle, 0, 0
+        self.any_line_end = any_line_end
+        self._held = b""        # read after the last line given out
+        self._moved = False
 
     def __iter__(self) -> Iterator[bytes]:
-        # By readline: Beam's compressed files have no line iterator.
-        for raw in iter(self.handle.readline, b""):
-            self.offset += len(raw)
-            self.line += 1
-            yield raw
+        while True:
+            self._moved = False
+            block = self.handle.read(self.BLOCK)
+            lines, self._held = self._split(self._held + block, at_end=not block)
+            for raw in lines:
+                self.offset += len(raw)
+                self.line += 1
+                yield raw
+                if self._moved:     # the lines after this one were read from before the move
+                    break
+            if not block and not self._moved:
+                return
+
+    def move_to(self, offset: int, line: Optional[int]) -> None:
+        """Moves to ``offset``, the start of a line after the next one, before which come ``line``
+        lines (None: counted here)."""
+        if line is None:
+            line = self._count_to(offset)
+        self.handle.seek(offset)
+        self.offset, self.line, self._held, self._moved = offset, line, b"", True
+
+    def _count_to(self, offset: int) -> int:
+        self.handle.seek(self.offset)
+        counted, position, held = self.line, self.offset, b""
+        while position < offset:
+            block = self.handle.read(self.BLOCK)
+            lines, held = self._split(held + block, at_end=not block)
+            for raw in lines:
+                position += len(raw)
+                counted += 1
+                if position >= offset:
+                    break
+            if not block:
+                break
+        return counted
+
+    def _split(self, data: bytes, at_end: bool) -> Tuple[List[bytes], bytes]:
+        """The whole lines of ``data`` (with their ends), and what the next block may complete: a
+        line without its end, or a ``\r`` that may be the first half of ``\r\n``."""
+        lines = data.splitlines(keepends=True) if self.any_line_end else io.BytesIO(data).readlines()
+        if at_end or not lines or lines[-1].endswith(b"\n"):
+            return lines, b""
+        return lines, lines.pop()
 
 
 class _ReadFileFn(beam.DoFn):
@@ -176,30 +225,15 @@ class _ReadFileFn(beam.DoFn):
                 for last, record in self._parquet(handle, start):
                     yield last, None, record
                 return
-            lines = _Lines(handle)
+            lines = _Lines(handle, any_line_end=kind == "csv")
             for last, record in (self._jsonl if kind == "jsonl" else self._csv)(path, lines, start):
                 yield last, lines.line, record
 
     def _resume(self, path: str, lines: _Lines, offset: int) -> None:
         """Moves ``lines`` to ``offset``, a line's start, knowing how many lines come before it."""
-        if offset <= lines.offset:
-            return
-        before = self._lines_before.pop((path, offset), None)
-        if before is None:          # stopped in another process: count them
-            before = self._count_lines(lines, offset)
-        lines.handle.seek(offset)
-        lines.offset, lines.line = offset, before
-
-    @staticmethod
-    def _count_lines(lines: _Lines, offset: int) -> int:
-        counted, position = lines.line, lines.offset
-        while position < offset:
-            block = lines.handle.read(min(1 << 20, offset - position))
-            if not block:
-                break
-            counted += block.count(b"\n")
-            position += len(block)
-        return counted
+        if offset > lines.offset:
+            # Stopped in this process: the lines before are known; in another, they are counted.
+            lines.move_to(offset, self._lines_before.pop((path, offset), None))
 
     def _bad(self, path: str, line: int, error: Exception, text: Any) -> TaggedOutput:
         return unreadable(path, line, error, text)

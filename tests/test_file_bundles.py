@@ -25,7 +25,7 @@ from tests.test_cli import BANK, expected_aggregate, read_jsonl
 from sinks import DataFrame, FeatureTime, after, features, sink
 from transforms.assemble import Assemble, clock, reads_in_bundles
 from transforms.assemble.state import END_OF_INPUT
-from pipelines.sources import END, RECORDS_PER_BUNDLE, ReadUpdates, _ReadFileInBundlesFn, _ResumableTracker
+from pipelines.sources import END, RECORDS_PER_BUNDLE, ReadUpdates, _Lines, _ReadFileInBundlesFn, _ResumableTracker
 from transforms.dead_letters import DEAD_LETTERS
 
 
@@ -86,6 +86,42 @@ def test_a_csv_record_spanning_lines_is_read_once_across_bundles(tmp_path):
     updates = [{"user.uuid": f"u{i}", "user.full_name": f"line one\nline two {i}" if i % 3 == 0 else f"N{i}"}
                for i in range(10)] + [{"user.uuid": "u-last"}]
     check(str(path), 3, updates, [16], [3, 3, 3, 2])      # the fourth: u9, the bad row, u-last
+
+
+def _csv_with_line_ends(path: Any, opener: Any, end: str) -> List[dict]:
+    """A CSV file whose lines end in ``end``; the bad row is line 10 (u2 spans lines 4-5)."""
+    with opener(path, "wt", newline="") as out:
+        writer = csv.writer(out, lineterminator=end)
+        writer.writerow(["user.uuid", "user.full_name"])
+        for i in range(7):
+            writer.writerow([f"u{i}", f"a{end}b" if i == 2 else f"N{i}"])
+        out.write(f"u-extra,x,too many{end}")
+        writer.writerow(["u-last", "L"])
+    return ([{"user.uuid": f"u{i}", "user.full_name": f"a{end}b" if i == 2 else f"N{i}"} for i in range(7)]
+            + [{"user.uuid": "u-last", "user.full_name": "L"}])
+
+
+@pytest.mark.parametrize("block", [_Lines.BLOCK, 5], ids=["block", "5-byte-blocks"])
+@pytest.mark.parametrize("opener", [open, gzip.open], ids=["plain", "gzip"])
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_csv_lines_may_end_in_lf_crlf_or_a_bare_cr(tmp_path, monkeypatch, end, opener, block):
+    # Small blocks put a block's end inside a \r\n and inside a record.
+    monkeypatch.setattr(_Lines, "BLOCK", block)
+    path = tmp_path / ("in.csv.gz" if opener is gzip.open else "in.csv")
+    updates = _csv_with_line_ends(path, opener, end)
+    check(str(path), None, updates, [10], [8])
+    check(str(path), 3, updates, [10], [3, 3, 2])
+
+
+def test_the_rest_of_a_csv_file_with_bare_cr_line_ends_counts_its_lines_again(tmp_path):
+    path = tmp_path / "in.csv"
+    _csv_with_line_ends(path, open, "\r")
+    rest = len("\r".join(["user.uuid,user.full_name", "u0,N0", "u1,N1", 'u2,"a\rb"'])) + 1   # where u3 starts
+    reader = _ReadFileInBundlesFn(None, False, 100, "test-input")
+    reader.setup()
+    out = list(reader.process(str(path), _ResumableTracker(OffsetRange(rest, END))))
+    assert [json.loads(o.value["input"])["line"] for o in out if isinstance(o, beam.pvalue.TaggedOutput)] == [10]
+    assert [u["user.uuid"] for u in out if isinstance(u, dict)] == ["u3", "u4", "u5", "u6", "u-last"]
 
 
 def test_a_parquet_file_is_read_whole_across_row_groups_and_bundles(tmp_path):
