@@ -77,6 +77,12 @@ class SinkSpec:
     def location(self) -> str:
         return f"{self.filename}:{self.line}"
 
+    @property
+    def keeps_latest_only(self) -> bool:
+        """Whether only an entity's latest call matters: an upsert sink called per row, each of
+        whose rows replaces the entity's row before it."""
+        return self.upsert and not self.is_batch
+
 
 class DecoratedFunction:
     """A user's function wrapped by a decorator: calls it unchanged, carries its parsed ``.spec``."""

@@ -35,9 +35,10 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sinks import DataFrame, FeatureTime, Primary, after, before, features, sink
+from sinks import DataFrame, FeatureTime, Primary, SQLiteSource, after, before, features, sink
 from pipelines.sources import ReadUpdates
 from sinks.registry import Registry
+from tests.sql_models import Total
 from transforms.assemble import Assemble
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -142,6 +143,52 @@ def declare():
     return [named, recent, settled]
 
 
+def declare_upserted():
+    """The model's sinks again, and each again as an upsert sink, which ``Assemble`` fires once per
+    visit of an entity (``EntityStateFn.coalesced``): its latest firing must be the plain one's."""
+    @features
+    class User:
+        uuid: Primary[str]
+        full_name: str
+        email: Optional[str]
+        ts: FeatureTime
+        transfers: "DataFrame[Transfer]"
+
+    @features
+    class Transfer:
+        id: str
+        user_id: User.uuid
+        status: Optional[str]
+        amount: float
+        created_at: FeatureTime
+
+    @sink
+    def named(uid: User.uuid, name: User.full_name):
+        pass
+
+    @sink(integration=SQLiteSource(), upsert=True)
+    def named_upserted(uid: User.uuid, name: User.full_name) -> Total:
+        pass
+
+    @sink
+    def recent(uid: User.uuid, txns: User.transfers[Transfer.status == "ok", after(days_ago=10)]):
+        pass
+
+    @sink(integration=SQLiteSource(), upsert=True)
+    def recent_upserted(uid: User.uuid, txns: User.transfers[Transfer.status == "ok", after(days_ago=10)]) -> Total:
+        pass
+
+    @sink
+    def settled(uid: User.uuid, txns: User.transfers[before(days_ago=5)]):
+        pass
+
+    @sink(integration=SQLiteSource(), upsert=True)
+    def settled_upserted(uid: User.uuid, txns: User.transfers[before(days_ago=5)]) -> Total:
+        pass
+
+    return [named, named_upserted, recent, recent_upserted, settled, settled_upserted]
+
+
 _CALLS: list = []
 
 
@@ -217,6 +264,40 @@ def streams(draw) -> List[dict]:
         if draw(st.integers(0, 5)) == 0:
             updates.append(dict(update))                           # a duplicate
     return updates
+
+
+def latest_firings(sinks, updates) -> Dict[str, Dict[str, Any]]:
+    """Per sink and key, the version clock and inputs (transfer ids for a frame) of the firing
+    with the greatest version."""
+    _CALLS.clear()
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    outputs = pipeline | beam.Create(updates, reshuffle=False) | Assemble(sinks)
+    for sink_fn in sinks:
+        outputs[sink_fn.spec.name] | f"Collect[{sink_fn.spec.name}]" >> beam.Map(_collect, sink_fn.spec.name)
+    pipeline.run().wait_until_finish()
+    by_name = {sink_fn.spec.name: sink_fn for sink_fn in sinks}
+    latest: Dict[str, Dict[str, Any]] = {sink_fn.__name__: {} for sink_fn in sinks}
+    for name, firing in sorted(_CALLS, key=lambda call: call[1].version):
+        key, update = firing
+        sink_fn = by_name[name]
+        inputs = {parameter: (sorted(row["transfer.id"] for row in value.frame(
+            next(i.ref for i in sink_fn.spec.inputs if i.parameter == parameter)))
+            if hasattr(value, "frame") else value) for parameter, value in update.items()}
+        latest[sink_fn.__name__][key] = (firing.version.clock, inputs)
+    return latest
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(updates=streams(), seed=st.integers(0, 2 ** 16))
+def test_an_upsert_sinks_one_firing_per_visit_is_the_latest_a_firing_per_message_gives(updates, seed):
+    with Registry().activate():
+        sinks = declare_upserted()
+    shuffled = list(updates)
+    random.Random(seed).shuffle(shuffled)
+    for order in (updates, shuffled):
+        latest = latest_firings(sinks, order)
+        for name in ("named", "recent", "settled"):
+            assert latest[f"{name}_upserted"] == latest[name]
 
 
 # "fnapi_bundled": read from a file in bundles of 3 updates, whose window timers the FnApiRunner

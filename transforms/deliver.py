@@ -111,12 +111,12 @@ class DeliverSink(beam.PTransform):
 
     def expand(self, updates: beam.PCollection) -> Dict[str, beam.PCollection]:
         spec = self.sink.spec
-        if spec.upsert and not spec.is_batch:
+        if spec.keeps_latest_only:
             updates = updates | "LatestPerEntity" >> beam.ParDo(LatestPerEntity(spec.name, MAX_HELD))
         called = updates | self.call
         if self.integration is None:
             return {RESULTS: called[RESULTS], DEAD_LETTERS: called[DEAD_LETTERS]}
-        versioned = spec.upsert and not spec.is_batch
+        versioned = spec.keeps_latest_only
         identity = None if spec.upsert else append_identity(spec.output_model, spec.name)
         column = EventTimeColumn.of(TableSpec(spec.output_model, identity), spec.upsert)
         if versioned:

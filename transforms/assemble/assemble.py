@@ -180,7 +180,9 @@ class Assemble(beam.PTransform):
     :class:`transforms.CallSink` (parameter → value for a per-row sink, column →
     value for a batch sink; has-many inputs as
     :class:`transforms.assemble.related.RelatedRows`), timestamped with the entity's
-    clock; and ``dead_letters``, one record per update that could not be used.
+    clock; and ``dead_letters``, one record per update that could not be used. An upsert
+    sink called per row gets one pair per visit of an entity, not one per update (see
+    ``EntityStateFn._fire``).
 
     Time windows are evaluated as of the stream's clock (see ``transforms.assemble.state``):
     an entity's windowed sinks fire again when the watermark passes the instant one of its

@@ -127,6 +127,8 @@ class SinkPlan:
     inputs: Tuple[SinkInputPlan, ...]
     # Root features (other than the key) and top-level relations whose updates fire the sink.
     triggers: frozenset
+    # Only the entity's latest firing matters (``SinkSpec.keeps_latest_only``).
+    latest_only: bool = False
 
 
 @dataclass
@@ -198,7 +200,7 @@ def _plan_root(root_cls: type, specs: List[SinkSpec], allowed_lateness: timedelt
                                         default))
             if len(path) > 1 or item.is_has_many or path[0] != root.schema.primary:
                 triggers.add(path[0])
-        plans.append(SinkPlan(spec.name, tuple(inputs), frozenset(triggers)))
+        plans.append(SinkPlan(spec.name, tuple(inputs), frozenset(triggers), spec.keeps_latest_only))
     for path, bounds in windows.items():
         node = root
         for attr in path:
