@@ -620,3 +620,27 @@ def test_an_upsert_sink_reading_a_has_one_relation_fires_per_update_since_the_ro
     ]
     fired = _fired_at_once([titles], updates)
     assert [(key, update["title"]) for key, update in fired["titles"]] == [("u1", "Gold"), ("u2", "Gold")]
+
+
+def test_an_update_without_its_join_key_of_a_row_the_routing_step_let_go_is_a_dead_letter(bank):
+    # The routing step prunes a row older than the window's horizon on its bucket's clock, which
+    # another user's transfer (x2363 shares t1's bucket) moved on; u1 may still hold the row. An
+    # update naming t1 but not its user cannot be placed: a dead letter, not a silent loss.
+    User, Account, Transfer = bank
+
+    @sink
+    def recent(uid: User.uuid, txns: User.transfers[after(days_ago=60)]):
+        pass
+
+    updates = [
+        {"transfer.id": "t1", "transfer.user_id": "u1", "transfer.status": "pending", "transfer.amount": 1.0,
+         "transfer.created_at": at(0)},
+        {"transfer.id": "x2363", "transfer.user_id": "u2", "transfer.status": "ok", "transfer.amount": 1.0,
+         "transfer.created_at": at(100)},
+        {"transfer.id": "t1", "transfer.status": "ok", "transfer.created_at": at(1)},
+        {"transfer.id": "t2", "transfer.status": "ok", "transfer.created_at": at(99)},   # within: waits for its key
+    ]
+    collected, _ = run([recent], updates)
+    (letter,) = collected[DEAD_LETTERS]
+    assert letter["stage"] == "route" and "without its join key ('user_id')" in letter["error"]
+    assert letter["key"] == '"t1"'     # as JSON

@@ -171,6 +171,14 @@ def declare_upserted():
         pass
 
     @sink
+    def mailed(uid: User.uuid, email: User.email):      # required, of a feature that may be null
+        pass
+
+    @sink(integration=SQLiteSource(), upsert=True)
+    def mailed_upserted(uid: User.uuid, email: User.email) -> Total:
+        pass
+
+    @sink
     def recent(uid: User.uuid, txns: User.transfers[Transfer.status == "ok", after(days_ago=10)]):
         pass
 
@@ -186,7 +194,7 @@ def declare_upserted():
     def settled_upserted(uid: User.uuid, txns: User.transfers[before(days_ago=5)]) -> Total:
         pass
 
-    return [named, named_upserted, recent, recent_upserted, settled, settled_upserted]
+    return [named, named_upserted, mailed, mailed_upserted, recent, recent_upserted, settled, settled_upserted]
 
 
 _CALLS: list = []
@@ -296,7 +304,7 @@ def test_an_upsert_sinks_one_firing_per_visit_is_the_latest_a_firing_per_message
     random.Random(seed).shuffle(shuffled)
     for order in (updates, shuffled):
         latest = latest_firings(sinks, order)
-        for name in ("named", "recent", "settled"):
+        for name in ("named", "mailed", "recent", "settled"):
             assert latest[f"{name}_upserted"] == latest[name]
 
 

@@ -72,9 +72,9 @@ class Node:
     def has_stage(self) -> bool:
         """Whether the node keeps its rows in a stage of its own, which sends each row to the
         parent (or lookup) its latest join key names and tells the old one it left; otherwise
-        (a leaf) the parser routes every update of a row by the join key it carries: to its
-        parent's routing step (``transforms.assemble.route``), or to a lookup keyed by the row's
-        own key, which never changes."""
+        (a leaf) the parser sends every update of a row to its parent's routing step
+        (``transforms.assemble.route``), which places the row by the join key merged from its
+        updates, or to a lookup keyed by the row's own key, which never changes."""
         edge = self.edge
         return (edge is None or bool(self.children) or self.recursive
                 or (not edge.child_keyed and edge.child_attrs != (self.schema.primary,)))

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils import windowed_value
@@ -36,6 +37,7 @@ from transforms.assemble import clock
 from transforms.assemble.messages import NEVER, OWN, ROW, TIME, Rel, Tick
 from transforms.assemble.plan import Node
 from transforms.assemble.state import END_OF_INPUT, GLOBAL_WINDOW, Child, join_value, merge_row, row_time
+from transforms.dead_letters import DEAD_LETTERS, dead_letter
 from transforms.group_within_bundle import MAX_GROUP, MAX_HELD, BundleGroups, Group
 
 # Buckets of row keys. Fewer buckets make fewer, larger visits: the rows a visit unpickles add up
@@ -86,10 +88,12 @@ class RouteRowsFn(beam.DoFn):
         self.ticked = frozenset(ticked)   # relations whose rows' parents are ticked (time windows read them)
         self.pruned = Metrics.counter("sinks.assemble", "routed_rows_pruned")
         self.moved = Metrics.counter("sinks.assemble", "related_rows_moved")
+        self.rejected = Metrics.counter("sinks.assemble", "dead_letters")
 
     def start_bundle(self) -> None:
         self._groups = BundleGroups(MAX_GROUP, HELD)
         self._due: List[Group] = []     # groups that filled up, for the next output
+        self._unplaced: List[TaggedOutput] = []     # dead letters, for the next output
 
     def process(self, element: Tuple[int, List[Any]], stored=beam.DoFn.StateParam(STATE)) -> Iterable[Any]:
         key, messages = element
@@ -113,7 +117,7 @@ class RouteRowsFn(beam.DoFn):
         for message in messages:
             if message.time is not None and message.time > clock:
                 clock = message.time
-            parent = self._route(held, message)
+            parent = self._route(held, message, clock)
             if parent is not None and message.relation in self.ticked:
                 to_tick.add(parent)
         self._prune(held, clock)
@@ -124,13 +128,17 @@ class RouteRowsFn(beam.DoFn):
         if self._groups.full:
             self._due.extend(self._groups.drain())
         due, self._due = self._due, []
-        return [_stamped(group) for group in due]
+        unplaced, self._unplaced = self._unplaced, []
+        return [_stamped(group) for group in due] + unplaced
 
-    def _route(self, held: Dict[Tuple[str, Any], Routed], message: Rel) -> Any:
+    def _route(self, held: Dict[Tuple[str, Any], Routed], message: Rel, clock: int) -> Any:
         """Sends the row ``message`` updates to its parent (and its removal to the parent it
         left); returns that parent (None: none)."""
         relation, _, child_key, time, values = message
         entry = held.get((relation, child_key))
+        if entry is None and values is not None and self._let_go(relation, time, values, clock):
+            self._unplaced.append(self._dead_letter(relation, child_key, values, clock))
+            return None
         sent_to, rows = (entry[1], {child_key: pickle.loads(entry[2])}) if entry else (None, {})
         merge_row(rows, child_key, time, values)
         row = rows[child_key]
@@ -144,6 +152,25 @@ class RouteRowsFn(beam.DoFn):
         expires = None if about.horizon is None else row_time(row, about.time_attr) + about.horizon
         held[(relation, child_key)] = (expires, parent, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL))
         return parent
+
+    def _let_go(self, relation: str, time: Optional[int], values: Dict[str, Any], clock: int) -> bool:
+        """Whether an update without its join key is of a row this step may have let go:
+        older than the relation's window horizon on the bucket's clock, so pruned here, while
+        the parent, whose own clock may be behind the bucket's, may still hold it."""
+        about = self.relations[relation]
+        if about.horizon is None or all(attr in values for attr in about.edge.child_attrs):
+            return False
+        moment = values.get(about.time_attr) if about.time_attr else None
+        moment = time if moment is None else moment
+        return moment is not None and moment + about.horizon < clock
+
+    def _dead_letter(self, relation: str, child_key: Any, values: Dict[str, Any], clock: int) -> TaggedOutput:
+        self.rejected.inc()
+        needed = ", ".join(repr(attr) for attr in self.relations[relation].edge.child_attrs)
+        error = ValueError(f"an update of a row of '{relation}' without its join key ({needed}) came "
+                           f"after the row left this step's window horizon; nothing can place it")
+        record = dead_letter("route", None, error, values, key=child_key)
+        return TaggedOutput(DEAD_LETTERS, windowed_value.create(record, clock, GLOBAL_WINDOW))
 
     def _send(self, parent: Any, message: Any, time: int) -> None:
         full = self._groups.add(parent, message, time)
@@ -162,7 +189,8 @@ class RouteRowsFn(beam.DoFn):
     def finish_bundle(self) -> Iterable[Any]:
         yield from map(_stamped, self._due)
         yield from map(_stamped, self._groups.drain())
-        self._due = []
+        yield from self._unplaced
+        self._due, self._unplaced = [], []
 
 
 class TickingRouteRowsFn(RouteRowsFn):

@@ -158,12 +158,14 @@ class EntityStateFn(beam.DoFn):
         # The sinks each message shape fires, filled as shapes are met (see ``_selection``).
         self._selections: Dict[Optional[Tuple[str, ...]], Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
         # Sinks fired once per visit of the entity (see ``_fire``): only their latest firing
-        # matters, and their inputs, once all known, stay known (none is a has-one relation's
-        # feature, which the relation's row can take away when it moves).
+        # matters, and their inputs, once all known, stay known. Each required one is a has-many
+        # frame or a feature of the entity's own that cannot be null: a has-one relation's row
+        # can move away, and an ``Optional`` feature can receive a null.
+        nullable = {attr for attr, _, optional in node.schema.types if optional}
         self.coalesced = frozenset(
             index for index, (sink, inputs) in enumerate(zip(sinks, self.inputs))
-            if sink.latest_only and all(optional or many or not related
-                                        for _, _, _, related, many, _, optional, _ in inputs))
+            if sink.latest_only and all(optional or many or not (related or head in nullable)
+                                        for _, head, _, related, many, _, optional, _ in inputs))
         self.prunes = any(c.horizon is not None for c in self.children.values())
         self.key_is_moment = dict((a, kind) for a, kind, _ in node.schema.types)[node.schema.primary] is datetime
         self.rows_held = Metrics.distribution(f"sinks.assemble.{self.label}", "related_rows_held")
