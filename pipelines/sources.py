@@ -144,21 +144,24 @@ class _Lines:
     def __init__(self, handle: Any, any_line_end: bool) -> None:
         self.handle, self.offset, self.line = handle, 0, 0
         self.any_line_end = any_line_end
-        self._held = b""        # read after the last line given out
+        # Read after the last line given out, in blocks: a line longer than a block is joined
+        # once its end comes, not copied again with each block (a 100 MB line: 100 copies).
+        self._held: List[bytes] = []
         self._moved = False
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
             self._moved = False
-            block = self.handle.read(self.BLOCK)
-            lines, self._held = self._split(self._held + block, at_end=not block)
-            for raw in lines:
-                self.offset += len(raw)
-                self.line += 1
-                yield raw
-                if self._moved:     # the lines after this one were read from before the move
+            for lines in self._runs():
+                for raw in lines:
+                    self.offset += len(raw)
+                    self.line += 1
+                    yield raw
+                    if self._moved:     # the lines after this one were read from before the move
+                        break
+                if self._moved:
                     break
-            if not block and not self._moved:
+            else:
                 return
 
     def move_to(self, offset: int, line: Optional[int]) -> None:
@@ -167,22 +170,35 @@ class _Lines:
         if line is None:
             line = self._count_to(offset)
         self.handle.seek(offset)
-        self.offset, self.line, self._held, self._moved = offset, line, b"", True
+        self.offset, self.line, self._held, self._moved = offset, line, [], True
 
     def _count_to(self, offset: int) -> int:
         self.handle.seek(self.offset)
-        counted, position, held = self.line, self.offset, b""
-        while position < offset:
-            block = self.handle.read(self.BLOCK)
-            lines, held = self._split(held + block, at_end=not block)
+        self._held = []
+        counted, position = self.line, self.offset
+        for lines in self._runs():
             for raw in lines:
+                if position >= offset:
+                    return counted
                 position += len(raw)
                 counted += 1
-                if position >= offset:
-                    break
-            if not block:
-                break
         return counted
+
+    def _runs(self) -> Iterator[List[bytes]]:
+        """The whole lines each block read from the handle completes, the file's last one too."""
+        while True:
+            block = self.handle.read(self.BLOCK)
+            if block and not self._ends_a_line(block):
+                self._held.append(block)
+                continue
+            lines, rest = self._split(b"".join(self._held) + block, at_end=not block)
+            self._held = [rest] if rest else []
+            yield lines
+            if not block:
+                return
+
+    def _ends_a_line(self, block: bytes) -> bool:
+        return b"\n" in block or (self.any_line_end and b"\r" in block)
 
     def _split(self, data: bytes, at_end: bool) -> Tuple[List[bytes], bytes]:
         """The whole lines of ``data`` (with their ends), and what the next block may complete: a

@@ -5,6 +5,7 @@ of a job read that way end as of the input's final clock (the semantics model ru
 in tests/test_semantics_model.py)."""
 import csv
 import gzip
+import io
 import json
 import sqlite3
 from datetime import datetime, timedelta
@@ -18,6 +19,8 @@ from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines import run as run_command
 from pipelines.__main__ import main
@@ -111,6 +114,28 @@ def test_csv_lines_may_end_in_lf_crlf_or_a_bare_cr(tmp_path, monkeypatch, end, o
     updates = _csv_with_line_ends(path, opener, end)
     check(str(path), None, updates, [10], [8])
     check(str(path), 3, updates, [10], [3, 3, 2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(st.sampled_from([b"a", b"b", b"\r", b"\n"]), max_size=40).map(b"".join),
+       block=st.integers(1, 8), any_line_end=st.booleans(), move=st.integers(0, 40), counted=st.booleans())
+def test_lines_are_split_as_python_splits_them_across_blocks_and_moves(data, block, any_line_end, move, counted):
+    # A move after the first line to the start of a later one, as a resumed CSV file does after
+    # its header: the lines after it, their offsets and numbers, as if read from there.
+    expected = data.splitlines(keepends=True) if any_line_end else io.BytesIO(data).readlines()
+    starts = [0]
+    for line in expected:
+        starts.append(starts[-1] + len(line))
+    to = min(move, len(expected))
+    lines = _Lines(io.BytesIO(data), any_line_end)
+    lines.BLOCK = block
+    read = []
+    for raw in lines:
+        read.append((raw, lines.offset, lines.line))
+        if len(read) == 1 and to > 1:
+            lines.move_to(starts[to], None if counted else to)
+    kept = range(len(expected)) if to <= 1 else [0, *range(to, len(expected))]
+    assert read == [(expected[i], starts[i + 1], i + 1) for i in kept]
 
 
 def test_the_rest_of_a_csv_file_with_bare_cr_line_ends_counts_its_lines_again(tmp_path):
