@@ -31,7 +31,7 @@ from transforms.deliver import DeliverSink
 from transforms.sql import WriteToSQL
 
 REPLAYED = "replayed"          # the sub-directory replayed files are moved to
-UPDATE_STAGES = ("read", "parse")
+UPDATE_STAGES = ("parse", "route")    # stages whose records hold an update, as read
 
 
 class NotReplayable(ValueError):
@@ -83,7 +83,7 @@ def _sort(found: DeadLetters, path: str, number: int, line: str, sinks: Dict[str
     try:
         if stage == "read" and isinstance(value, dict) and isinstance(value.get("text"), str):
             found.lines.append((value["text"], value.get("file"), value.get("line")))
-        elif stage == "parse":
+        elif stage in UPDATE_STAGES:
             found.updates.append(value)
         elif stage == "call" and sink is not None:
             key = json.loads(record["key"]) if "key" in record else None

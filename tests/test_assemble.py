@@ -3,6 +3,7 @@
 Each update enters alone and the watermark moves after it, so the stages see
 updates in the order listed; times are the updates' own FeatureTime.
 """
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
@@ -644,3 +645,5 @@ def test_an_update_without_its_join_key_of_a_row_the_routing_step_let_go_is_a_de
     (letter,) = collected[DEAD_LETTERS]
     assert letter["stage"] == "route" and "without its join key ('user_id')" in letter["error"]
     assert letter["key"] == '"t1"'     # as JSON
+    # The update as read: mended with its join key, it can be replayed (``run --replay-dead-letters``).
+    assert json.loads(letter["input"]) == {"transfer.id": "t1", "transfer.status": "ok", "transfer.created_at": at(1)}

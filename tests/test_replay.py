@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from pipelines.__main__ import main
+from transforms.dead_letters import dead_letter
 
 DEFINITIONS = '''
 import os
@@ -204,3 +205,18 @@ def test_replaying_into_the_same_directory_moves_only_the_files_it_read(tmp_path
     assert [p.name for p in (letters / "replayed").iterdir()] == [first.name]
     (anew,) = letters.glob("*.jsonl")     # the update that fails again, in a file of its own
     assert anew.name != first.name and [r["stage"] for r in letters_in(letters)] == ["parse"]
+
+
+def test_a_route_record_mended_with_its_join_key_is_replayed_as_an_update(tmp_path, job):
+    # The routing step's dead letter holds an update that lacked its join key; with the key added
+    # by hand it goes through Assemble again, as a parse record does.
+    definitions, _, _, _, db = job
+    letters = tmp_path / "letters"
+    letters.mkdir()
+    update = {"transfer.id": "t-late", "transfer.user_id": "u1", "transfer.amount": 5.0,
+              "transfer.created_at": "2024-01-05T00:00:00+00:00"}
+    record = dead_letter("route", None, ValueError("no join key"), update, key="t-late")
+    (letters / "dead-letters-mended.jsonl").write_text(json.dumps(record) + "\n")
+    assert main(["run", "--definitions", str(definitions), "--replay-dead-letters", str(letters),
+                 "--dead-letters", str(tmp_path / "again")]) == 0
+    assert table(db, "SELECT user_id, count, total FROM totals") == [("u1", 1, 5.0)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import pickle
 import zlib
+from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -35,6 +36,7 @@ from apache_beam.utils import windowed_value
 
 from transforms.assemble import clock
 from transforms.assemble.messages import NEVER, OWN, ROW, TIME, Rel, Tick
+from transforms.assemble.parse import moment
 from transforms.assemble.plan import Node
 from transforms.assemble.state import END_OF_INPUT, GLOBAL_WINDOW, Child, join_value, merge_row, row_time
 from transforms.dead_letters import DEAD_LETTERS, dead_letter
@@ -85,6 +87,10 @@ class RouteRowsFn(beam.DoFn):
     def __init__(self, children: Iterable[Node], primary: str, ticked: Iterable[str] = ()) -> None:
         self.primary = primary     # the parent's key feature, which its own updates carry
         self.relations = {child.edge.relation: Child(child) for child in children if child.edge}
+        # Per relation, its class's namespace and timestamp features: a dead letter holds the
+        # update as it was read, to be mended and replayed (``run --replay-dead-letters``).
+        self.read_as = {child.edge.relation: (child.schema.namespace, frozenset(
+            attr for attr, kind, _ in child.schema.types if kind is datetime)) for child in children if child.edge}
         self.ticked = frozenset(ticked)   # relations whose rows' parents are ticked (time windows read them)
         self.pruned = Metrics.counter("sinks.assemble", "routed_rows_pruned")
         self.moved = Metrics.counter("sinks.assemble", "related_rows_moved")
@@ -169,7 +175,10 @@ class RouteRowsFn(beam.DoFn):
         needed = ", ".join(repr(attr) for attr in self.relations[relation].edge.child_attrs)
         error = ValueError(f"an update of a row of '{relation}' without its join key ({needed}) came "
                            f"after the row left this step's window horizon; nothing can place it")
-        record = dead_letter("route", None, error, values, key=child_key)
+        namespace, moments = self.read_as[relation]
+        update = {f"{namespace}.{attr}": moment(value) if attr in moments and value is not None else value
+                  for attr, value in values.items()}
+        record = dead_letter("route", None, error, update, key=child_key)
         return TaggedOutput(DEAD_LETTERS, windowed_value.create(record, clock, GLOBAL_WINDOW))
 
     def _send(self, parent: Any, message: Any, time: int) -> None:
