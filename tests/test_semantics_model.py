@@ -111,7 +111,7 @@ def model(updates: List[dict]) -> Dict[str, Dict[str, Any]]:
 
 # ---------------------------------------------------------------- the pipeline
 
-def declare():
+def _classes():
     @features
     class User:
         uuid: Primary[str]
@@ -127,6 +127,12 @@ def declare():
         status: Optional[str]
         amount: float
         created_at: FeatureTime
+
+    return User, Transfer
+
+
+def declare():
+    User, Transfer = _classes()
 
     @sink
     def named(uid: User.uuid, name: User.full_name):
@@ -146,21 +152,7 @@ def declare():
 def declare_upserted():
     """The model's sinks again, and each again as an upsert sink, which ``Assemble`` fires once per
     visit of an entity (``EntityStateFn.coalesced``): its latest firing must be the plain one's."""
-    @features
-    class User:
-        uuid: Primary[str]
-        full_name: str
-        email: Optional[str]
-        ts: FeatureTime
-        transfers: "DataFrame[Transfer]"
-
-    @features
-    class Transfer:
-        id: str
-        user_id: User.uuid
-        status: Optional[str]
-        amount: float
-        created_at: FeatureTime
+    User, Transfer = _classes()
 
     @sink
     def named(uid: User.uuid, name: User.full_name):
