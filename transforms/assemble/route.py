@@ -142,33 +142,26 @@ class RouteRowsFn(beam.DoFn):
         left); returns that parent (None: none)."""
         relation, _, child_key, time, values = message
         entry = held.get((relation, child_key))
-        if entry is None and values is not None and self._let_go(relation, time, values, clock):
-            self._unplaced.append(self._dead_letter(relation, child_key, values, clock))
-            return None
         sent_to, rows = (entry[1], {child_key: pickle.loads(entry[2])}) if entry else (None, {})
         merge_row(rows, child_key, time, values)
         row = rows[child_key]
         about = self.relations[relation]
         parent = join_value(row[ROW], about.edge.child_attrs)
+        expires = None if about.horizon is None else row_time(row, about.time_attr) + about.horizon
+        if (entry is None and parent is None and expires is not None and expires < clock and values is not None
+                and not all(attr in values for attr in about.edge.child_attrs)):
+            # Pruned on arrival, with no parent: the update lacks its join key, and the row it
+            # names is one this step let go (older than the horizon on the bucket's clock, which
+            # other rows move on) while its parent, on its own clock, may still hold it.
+            self._unplaced.append(self._dead_letter(relation, child_key, values, clock))
+            return None
         if sent_to is not None and sent_to != parent:
             self.moved.inc()
             self._send(sent_to, Rel(relation, sent_to, child_key, row[TIME], None), row[TIME])
         if parent is not None:
             self._send(parent, Rel(relation, parent, child_key, row[TIME], row[ROW]), row[TIME])
-        expires = None if about.horizon is None else row_time(row, about.time_attr) + about.horizon
         held[(relation, child_key)] = (expires, parent, pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL))
         return parent
-
-    def _let_go(self, relation: str, time: Optional[int], values: Dict[str, Any], clock: int) -> bool:
-        """Whether an update without its join key is of a row this step may have let go:
-        older than the relation's window horizon on the bucket's clock, so pruned here, while
-        the parent, whose own clock may be behind the bucket's, may still hold it."""
-        about = self.relations[relation]
-        if about.horizon is None or all(attr in values for attr in about.edge.child_attrs):
-            return False
-        moment = values.get(about.time_attr) if about.time_attr else None
-        moment = time if moment is None else moment
-        return moment is not None and moment + about.horizon < clock
 
     def _dead_letter(self, relation: str, child_key: Any, values: Dict[str, Any], clock: int) -> TaggedOutput:
         self.rejected.inc()
