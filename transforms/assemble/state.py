@@ -518,7 +518,7 @@ class WindowedEntityStateFn(EntityStateFn):
         if self.bounded:
             if state.due is None and self.next_change(state, key) is not None:
                 state.due = _LAST_TIMER
-                timer.set(Timestamp(micros=_LAST_TIMER))
+                timer.set(END_OF_INPUT)
             return
         due = self.next_change(state, key)
         if due is not None and (state.due is None or due < state.due):
