@@ -196,9 +196,10 @@ def _collect(element, name):
     _CALLS.append((name, element))
 
 
-def pipeline_result(sinks, updates, runner, per_bundle: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
-    """The last call per sink and key; with ``per_bundle``, the updates are read from a file in
-    bundles of that many, as ``run`` reads a file on the in-process FnApiRunner."""
+def _run(sinks, updates, runner, per_bundle: Optional[int] = None) -> Dict[str, Any]:
+    """Runs ``updates`` through ``Assemble(sinks)``, each firing into ``_CALLS``; with
+    ``per_bundle``, the updates are read from a file in bundles of that many, as ``run`` reads a
+    file on the in-process FnApiRunner. Returns the sinks by name."""
     _CALLS.clear()
     pipeline = beam.Pipeline(runner=runner)
     with tempfile.TemporaryDirectory() as directory:
@@ -214,7 +215,12 @@ def pipeline_result(sinks, updates, runner, per_bundle: Optional[int] = None) ->
         for sink_fn in sinks:
             outputs[sink_fn.spec.name] | f"Collect[{sink_fn.spec.name}]" >> beam.Map(_collect, sink_fn.spec.name)
         pipeline.run().wait_until_finish()
-    by_name = {sink_fn.spec.name: sink_fn for sink_fn in sinks}
+    return {sink_fn.spec.name: sink_fn for sink_fn in sinks}
+
+
+def pipeline_result(sinks, updates, runner, per_bundle: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
+    """The last call per sink and key (``per_bundle``: see ``_run``)."""
+    by_name = _run(sinks, updates, runner, per_bundle)
     result: Dict[str, Dict[str, Any]] = {"named": {}, "recent": {}, "settled": {}}
     for name, (key, update) in _CALLS:
         short = by_name[name].__name__
@@ -224,6 +230,21 @@ def pipeline_result(sinks, updates, runner, per_bundle: Optional[int] = None) ->
             ref = by_name[name].spec.inputs[1].ref
             result[short][key] = sorted(row["transfer.id"] for row in update["txns"].frame(ref))
     return result
+
+
+def latest_firings(sinks, updates) -> Dict[str, Dict[str, Any]]:
+    """Per sink and key, the version clock and inputs (transfer ids for a frame) of the firing
+    with the greatest version, on the FnApiRunner."""
+    by_name = _run(sinks, updates, FnApiRunner())
+    latest: Dict[str, Dict[str, Any]] = {sink_fn.__name__: {} for sink_fn in sinks}
+    for name, firing in sorted(_CALLS, key=lambda call: call[1].version):
+        key, update = firing
+        sink_fn = by_name[name]
+        inputs = {parameter: (sorted(row["transfer.id"] for row in value.frame(
+            next(i.ref for i in sink_fn.spec.inputs if i.parameter == parameter)))
+            if hasattr(value, "frame") else value) for parameter, value in update.items()}
+        latest[sink_fn.__name__][key] = (firing.version.clock, inputs)
+    return latest
 
 
 # ---------------------------------------------------------------- generated streams
@@ -264,27 +285,6 @@ def streams(draw) -> List[dict]:
         if draw(st.integers(0, 5)) == 0:
             updates.append(dict(update))                           # a duplicate
     return updates
-
-
-def latest_firings(sinks, updates) -> Dict[str, Dict[str, Any]]:
-    """Per sink and key, the version clock and inputs (transfer ids for a frame) of the firing
-    with the greatest version."""
-    _CALLS.clear()
-    pipeline = beam.Pipeline(runner=FnApiRunner())
-    outputs = pipeline | beam.Create(updates, reshuffle=False) | Assemble(sinks)
-    for sink_fn in sinks:
-        outputs[sink_fn.spec.name] | f"Collect[{sink_fn.spec.name}]" >> beam.Map(_collect, sink_fn.spec.name)
-    pipeline.run().wait_until_finish()
-    by_name = {sink_fn.spec.name: sink_fn for sink_fn in sinks}
-    latest: Dict[str, Dict[str, Any]] = {sink_fn.__name__: {} for sink_fn in sinks}
-    for name, firing in sorted(_CALLS, key=lambda call: call[1].version):
-        key, update = firing
-        sink_fn = by_name[name]
-        inputs = {parameter: (sorted(row["transfer.id"] for row in value.frame(
-            next(i.ref for i in sink_fn.spec.inputs if i.parameter == parameter)))
-            if hasattr(value, "frame") else value) for parameter, value in update.items()}
-        latest[sink_fn.__name__][key] = (firing.version.clock, inputs)
-    return latest
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
